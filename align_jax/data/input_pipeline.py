@@ -1,0 +1,155 @@
+"""Host input pipeline: seeded split, per-task preprocessing, device-sharded batches, prefetch.
+
+Batches are dicts of arrays shaped `[local_devices, per_device_batch, ...]`. Training batches
+come from a per-epoch permutation seeded by (seed, epoch), so a run resumed at step s sees
+exactly the batches an uninterrupted run would. Each process of a multi-host run takes its own
+slice of every global batch.
+"""
+
+import dataclasses
+import queue
+import threading
+from collections.abc import Iterator
+
+import jax
+import numpy as np
+from flax import jax_utils
+
+from align_jax.errors import InputError
+
+# Per-channel statistics of the CIFAR-10 training images (RGB, on [0, 1]).
+CIFAR10_MEAN = np.array([0.4914, 0.4822, 0.4465], np.float32)
+CIFAR10_STD = np.array([0.2470, 0.2435, 0.2616], np.float32)
+CROP_PADDING = 4
+
+
+@dataclasses.dataclass(frozen=True)
+class Preprocessing:
+  """What a task does to uint8 images. Augmentations apply to training batches only."""
+  random_crop: bool  # random 32x32 crop of the image zero-padded by 4 pixels
+  random_flip: bool  # horizontal flip with probability 1/2
+  normalize: bool  # per-channel (x - mean) / std; otherwise images on [0, 1]
+
+
+PREPROCESSING = {
+    "classifier": Preprocessing(random_crop=True, random_flip=True, normalize=True),
+    "generative": Preprocessing(random_crop=False, random_flip=True, normalize=False),
+}
+
+
+def preprocess(images: np.ndarray, prep: Preprocessing,
+               rng: np.random.Generator | None) -> np.ndarray:
+  """uint8 [b, 32, 32, 3] -> float32 [b, 32, 32, 3]; `rng=None` means no augmentation."""
+  if rng is not None and prep.random_crop:
+    b, h, w, _ = images.shape
+    padded = np.pad(images, ((0, 0), (CROP_PADDING,) * 2, (CROP_PADDING,) * 2, (0, 0)))
+    top = rng.integers(0, 2 * CROP_PADDING + 1, size=b)
+    left = rng.integers(0, 2 * CROP_PADDING + 1, size=b)
+    rows = (top[:, None] + np.arange(h))[:, :, None]
+    cols = (left[:, None] + np.arange(w))[:, None, :]
+    images = padded[np.arange(b)[:, None, None], rows, cols]
+  if rng is not None and prep.random_flip:
+    flip = rng.random(len(images)) < 0.5
+    images = np.where(flip[:, None, None, None], images[:, :, ::-1], images)
+  x = images.astype(np.float32) / 255.0
+  if prep.normalize:
+    x = (x - CIFAR10_MEAN) / CIFAR10_STD
+  return x
+
+
+def train_validation_split(num_train: int, num_validation: int,
+                           seed: int) -> tuple[np.ndarray, np.ndarray]:
+  """Seeded, fixed hold-out of `num_validation` training images for model selection."""
+  if not 0 < num_validation < num_train:
+    raise InputError(f"num_validation={num_validation} must be in 1..{num_train - 1} "
+                     f"(the training split has {num_train} images).")
+  order = np.random.default_rng([seed, 0x5EED]).permutation(num_train)
+  return np.sort(order[num_validation:]), np.sort(order[:num_validation])
+
+
+def _shard(batch: dict, num_devices: int) -> dict:
+  return {k: v.reshape(num_devices, -1, *v.shape[1:]) for k, v in batch.items()}
+
+
+def _process_slice(global_batch: int) -> slice:
+  per_process = global_batch // jax.process_count()
+  start = jax.process_index() * per_process
+  return slice(start, start + per_process)
+
+
+def check_batch_size(global_batch: int) -> int:
+  """Returns the per-device batch, or explains why the global batch cannot be split."""
+  devices = jax.device_count()
+  if global_batch <= 0 or global_batch % devices:
+    raise InputError(f"batch_size={global_batch} must be a positive multiple of the "
+                     f"{devices} devices it is split over.")
+  return global_batch // devices
+
+
+def train_batches(examples: dict, global_batch: int, prep: Preprocessing, seed: int,
+                  start_step: int = 0) -> Iterator[dict]:
+  """Endless training batches; `examples` maps names to arrays with a leading example axis."""
+  check_batch_size(global_batch)
+  n = len(examples["image"])
+  steps_per_epoch = n // global_batch
+  if steps_per_epoch == 0:
+    raise InputError(f"batch_size={global_batch} exceeds the {n} training examples.")
+  mine = _process_slice(global_batch)
+  step = start_step
+  while True:
+    epoch, offset = divmod(step, steps_per_epoch)
+    order = np.random.default_rng([seed, epoch]).permutation(n)
+    for i in range(offset, steps_per_epoch):
+      idx = order[i * global_batch:(i + 1) * global_batch][mine]
+      aug_rng = np.random.default_rng([seed, epoch, i, jax.process_index()])
+      batch = {k: v[idx] for k, v in examples.items()}
+      batch["image"] = preprocess(batch["image"], prep, aug_rng)
+      yield _shard(batch, jax.local_device_count())
+    step = (epoch + 1) * steps_per_epoch
+
+
+def eval_batches(examples: dict, global_batch: int, prep: Preprocessing) -> Iterator[dict]:
+  """One pass in order, the last batch zero-padded; `mask` marks the real examples."""
+  check_batch_size(global_batch)
+  n = len(examples["image"])
+  mine = _process_slice(global_batch)
+  for start in range(0, n, global_batch):
+    idx = np.arange(start, start + global_batch)[mine]
+    mask = idx < n
+    idx = np.where(mask, idx, 0)
+    batch = {k: v[idx] for k, v in examples.items()}
+    batch["image"] = preprocess(batch["image"], prep, None)
+    batch["mask"] = mask
+    yield _shard(batch, jax.local_device_count())
+
+
+def _in_background(iterator: Iterator, size: int) -> Iterator:
+  """Runs a host iterator in a thread so preprocessing overlaps the device step.
+
+  tf.data would do this too, but it would put TensorFlow in every training process; numpy
+  releases the GIL in the heavy operations, so one thread keeps the devices fed.
+  """
+  items: queue.Queue = queue.Queue(maxsize=size)
+  done = object()
+
+  def produce():
+    try:
+      for item in iterator:
+        items.put(item)
+      items.put(done)
+    except BaseException as e:  # pylint: disable=broad-except
+      items.put(e)
+
+  threading.Thread(target=produce, daemon=True).start()
+  while True:
+    item = items.get()
+    if item is done:
+      return
+    if isinstance(item, BaseException):
+      raise item
+    yield item
+
+
+def prefetch(iterator: Iterator[dict], size: int = 2) -> Iterator[dict]:
+  """Background host preprocessing, then flax's prefetch onto the local devices."""
+  return jax_utils.prefetch_to_device(_in_background(iterator, size), size)

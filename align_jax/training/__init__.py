@@ -1,0 +1,1 @@
+"""Training engine: train state, objectives, metrics, pure steps, checkpoints, the loop."""

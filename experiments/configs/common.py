@@ -1,0 +1,35 @@
+"""Fields every training config shares; each model's config file overrides what differs."""
+
+import os
+
+import ml_collections
+
+
+def training_config() -> ml_collections.ConfigDict:
+  """Defaults of the training engine (see README for what each field does)."""
+  config = ml_collections.ConfigDict()
+  config.model = ""
+  config.model_kwargs = ml_collections.ConfigDict()
+  config.task = "classification"
+  config.task_kwargs = ml_collections.ConfigDict()
+  # Data: a directory in the official binary layout, else tfds + download ('').
+  config.data_dir = os.environ.get("ALIGN_JAX_DATA_DIR", "")
+  config.num_validation = 5000  # seeded hold-out of the training split for model selection
+  config.train_subset = 0  # train on this many images (0 = all remaining)
+  config.test_subset = 0  # report on the first N test images (0 = all 10,000)
+  # Optimisation: AdamW, linear warm-up then cosine decay; no decay on BatchNorm/bias.
+  config.batch_size = 128  # global, split over all devices
+  config.eval_batch_size = 500
+  config.num_epochs = 50
+  config.learning_rate = 1e-3
+  config.warmup_epochs = 1.0
+  config.final_lr_fraction = 0.0
+  config.weight_decay = 5e-4
+  config.adam_b1 = 0.9
+  config.adam_b2 = 0.999
+  config.grad_clip_norm = 0.0  # 0 = no clipping
+  config.seed = 0
+  # Bookkeeping.
+  config.log_every_steps = 50
+  config.keep_checkpoints = 2
+  return config

@@ -1,0 +1,67 @@
+"""Shared fixtures: tiny fake CIFAR-10 archives, the offline data directory, tiny configs."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+SHARED_DATA = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "shared",
+                                           "data"))
+
+
+def write_fake_archive(root: str, per_file: int = 60, test_size: int = 60, seed: int = 0):
+  """Writes `root/cifar-10-batches-bin/` in the official layout with random images.
+
+  Returns (train images, train labels, test images, test labels) as written.
+  """
+  rng = np.random.default_rng(seed)
+  folder = os.path.join(root, "cifar-10-batches-bin")
+  os.makedirs(folder, exist_ok=True)
+  written = {}
+  for name, size in [(f"data_batch_{i}.bin", per_file) for i in range(1, 6)] + [
+      ("test_batch.bin", test_size)]:
+    images = rng.integers(0, 256, (size, 32, 32, 3), dtype=np.uint8)
+    labels = rng.integers(0, 10, size).astype(np.uint8)
+    records = np.concatenate([labels[:, None], images.transpose(0, 3, 1, 2).reshape(size, -1)],
+                             axis=1)
+    records.tofile(os.path.join(folder, name))
+    written[name] = (images, labels)
+  train = [written[f"data_batch_{i}.bin"] for i in range(1, 6)]
+  return (np.concatenate([t[0] for t in train]), np.concatenate([t[1] for t in train]),
+          *written["test_batch.bin"])
+
+
+@pytest.fixture
+def fake_data_dir(tmp_path):
+  write_fake_archive(str(tmp_path))
+  return str(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def offline_data_dir(tmp_path_factory):
+  """The offline data directory, built once from ../shared/data; skips when that is absent."""
+  builder = os.path.join(SHARED_DATA, "build_cifar10_binary.py")
+  if not os.path.isfile(builder):
+    pytest.skip(f"offline data not available: {builder} is missing (outside this workplace, "
+                "point ALIGN_JAX_DATA_DIR at a data directory instead)")
+  out = str(tmp_path_factory.mktemp("align_jax_data"))
+  subprocess.run([sys.executable, builder, out], check=True, capture_output=True)
+  return out
+
+
+@pytest.fixture
+def tiny_philnet_config(fake_data_dir):
+  """PhilNet on the 300-image fake archive: 2 epochs of 4 steps, evaluated on 60 images."""
+  from experiments.configs import philnet  # pylint: disable=g-import-not-at-top
+  config = philnet.get_config("smoke")
+  config.data_dir = fake_data_dir
+  config.num_validation = 60
+  config.train_subset = 0
+  config.test_subset = 0
+  config.batch_size = 60
+  config.eval_batch_size = 60
+  config.num_epochs = 2
+  config.log_every_steps = 2
+  return config
