@@ -6,6 +6,8 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from experiments.configs import common
+
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
 
 
@@ -15,11 +17,14 @@ def run(default_config: str) -> None:
                       "events; rerunning with the same workdir resumes.")
   flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() first (multi-host; "
                     "auto-detects SLURM, Open MPI, Cloud TPU).")
+  fields = ", ".join(sorted(common.training_config().keys()))
   config_flags.DEFINE_config_file(
       "config", os.path.join(CONFIG_DIR, default_config),
-      "Config file, optionally with ':variant' (e.g. ':smoke'). Override fields with "
-      "--config.FIELD=VALUE.", lock_config=True)
+      "Config file, optionally with ':variant' (e.g. ':smoke'). Override any field with "
+      f"--config.FIELD=VALUE; fields: {fields} (README explains each).", lock_config=True)
   flags.mark_flags_as_required(["workdir"])
+  for name in ("workdir", "config", "distributed"):  # list them under --help, not only --helpfull
+    flags.FLAGS.register_flag_by_module(sys.argv[0], flags.FLAGS[name])
   app.run(_main)
 
 

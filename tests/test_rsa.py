@@ -12,7 +12,7 @@ import scipy.stats
 
 import align_jax.rsa as rsa
 from align_jax.errors import InputError
-from align_jax.rsa import checks
+from align_jax.rsa import checks, ranks
 
 RNG = np.random.default_rng(0)
 FEATURES = RNG.standard_normal((120, 16)).astype(np.float32)
@@ -27,10 +27,15 @@ def _soft_labels(n, alpha=0.02, annotators=5, seed=1):
   return counts / annotators
 
 
-@pytest.fixture(params=["host", "xla"])
+@pytest.fixture(params=["host-sort", "host-counting", "xla"])
 def path(request, monkeypatch):
-  """Runs a test on the numpy path and on the jitted accelerator path (here on the CPU)."""
-  monkeypatch.setattr(checks, "on_host", lambda: request.param == "host")
+  """Runs a test on each kernel: the numpy path ranking the model RDM by one packed sort or by
+  a counting sort of its keys, and the jitted accelerator path (here on the CPU)."""
+  monkeypatch.setattr(checks, "on_host", lambda: request.param != "xla")
+  if request.param == "host-sort":
+    monkeypatch.setattr(ranks, "MAX_KEY_RANGE", 0)
+  elif request.param == "host-counting":
+    monkeypatch.setattr(ranks, "BINS_PER_PAIR", 1e9)
   return request.param
 
 
@@ -266,6 +271,17 @@ def test_paired_bootstrap_and_permutation_test():
   assert unrelated.p_value > 0.01
   with pytest.raises(InputError, match="n_resamples"):
     rsa.bootstrap(good, human, n_resamples=0)
+
+
+def test_permutation_null_of_rank_methods_matches_recomputing_each_permutation():
+  a = np.asarray(rsa.rdm(FEATURES[:30], "euclidean"))
+  b = np.asarray(rsa.rdm(_soft_labels(30), "euclidean"))
+  result = rsa.permutation_test(a, b, "spearman", n_permutations=5, seed=4)
+  rng = np.random.default_rng(4)
+  for value in result.null:
+    perm = rng.permutation(30)
+    permuted = ssd.squareform(ssd.squareform(b)[perm][:, perm], checks=False)
+    assert value == pytest.approx(scipy.stats.spearmanr(a, permuted).statistic, abs=1e-12)
 
 
 def test_rsa_does_not_import_tensorflow():

@@ -1,10 +1,20 @@
-"""Model constructors by name. Classifiers return (logits, {layer name: activation})."""
+"""Model constructors by name. Every model returns (output, {layer name: activation}).
+
+Classifiers return logits and name at least `penultimate` and `logits`; the VAE returns its
+reconstruction and names `latent_mean`.
+"""
 
 from align_jax.errors import InputError
 from align_jax.models.philnet import PhilNet
+from align_jax.models.resnet import ResNet18, ResNet34, ResNet50
+from align_jax.models.vae import VAE
 
 MODELS = {
     "philnet": PhilNet,
+    "resnet18": ResNet18,
+    "resnet34": ResNet34,
+    "resnet50": ResNet50,
+    "vae": VAE,
 }
 
 

@@ -13,6 +13,7 @@ A constant RDM makes every method but cosine undefined: InputError, not NaN.
 import math
 
 import numpy as np
+import scipy.spatial.distance as ssd
 import scipy.stats
 
 from align_jax.errors import InputError
@@ -36,7 +37,8 @@ def key_fn(values: np.ndarray):
   return lambda s, e: dense[s:e]
 
 
-def _finish(method: str, cross: float, ss_a: int, ss_b: int, num: int) -> float:
+def finish(method: str, cross: float, ss_a: int, ss_b: int, num: int) -> float:
+  """Spearman or rho-a from sum(c_a c_b) and the sums of squared centred ranks."""
   for name, ss in (("a", ss_a), ("b", ss_b)):
     if ss == 0:
       raise InputError(f"RDM {name} is constant (all {num} distances tie): rank correlation "
@@ -94,31 +96,30 @@ def compare(a, b, method: str = "spearman") -> float:
                      "the same images in the same order.")
   if method in RANK_METHODS:
     if checks.on_host():
-      return _finish(method, *_rank_sums_host(va, vb))
+      return finish(method, *_rank_sums_host(va, vb))
     from align_jax.rsa import xla  # pylint: disable=g-import-not-at-top
-    return _finish(method, *xla.rank_sums(va, vb))
+    return finish(method, *xla.rank_sums(va, vb))
   if method in ("pearson", "cosine"):
     return _linear(va, vb, centre=method == "pearson")
   return _kendall(va, vb, method[-1])
 
 
-def _rank_segments(source: rdm_lib.PairSource):
-  """(centred-rank segments aligned with source.segments(), sum of squares)."""
+def _rank_source(source: rdm_lib.PairSource):
+  """(panel -> centred ranks of its pairs, sum of squared ranks) for the RDM of `source`."""
   num = source.n * (source.n - 1) // 2
   if source.table is not None:
-    c_table, ties, _ = ranks.table_ranks(source.table, source.counts)
-    segments = rdm_lib.table_segments(c_table, source.inverse, source.block)
-    return segments, ranks.sum_of_squares(num, ties)
+    c_distinct, c_same_row, ties, _ = ranks.table_ranks(source.distinct, source.counts)
+    c_table = ssd.squareform(c_distinct, checks=False)
+    np.fill_diagonal(c_table, c_same_row)
+    c_table = c_table.astype(np.int32)
+    return (lambda r0, r1, start: rdm_lib.table_panel(c_table, source.inverse, r0, r1),
+            ranks.sum_of_squares(num, ties))
   values = rdm_lib.rdm_host(source)
   c, ties = ranks.ranks_of_words(ranks.pack_chunks(key_fn(values), ranks.index_payload, num))
   del values
-  starts = checks.row_starts(source.n)
-
-  def segments():
-    for r0 in range(0, source.n - 1, source.block):
-      r1 = min(r0 + source.block, source.n - 1)
-      yield int(starts[r0]), c[starts[r0]:starts[r1 - 1] + source.n - r1]
-  return segments(), ranks.sum_of_squares(num, ties)
+  lengths = {r0: int(checks.row_starts(source.n)[r1 - 1] + source.n - r1) - start
+             for r0, r1, start in source.panels()}
+  return (lambda r0, r1, start: c[start:start + lengths[r0]]), ranks.sum_of_squares(num, ties)
 
 
 def rsa_score(features_a, features_b, metric: str = "correlation", method: str = "spearman",
@@ -126,7 +127,8 @@ def rsa_score(features_a, features_b, metric: str = "correlation", method: str =
   """compare(rdm(features_a, metric), rdm(features_b, metric_b or metric), method).
 
   features_a [n, d_a], features_b [n, d_b], rows are the same images. On CPUs the Spearman
-  and rho-a paths are fused: model distances go straight into one packed sort, so neither
+  and rho-a paths are fused: each panel of model distances goes straight into one packed
+  array of (order key, centred rank in b), ranked by a counting sort or one sort, so neither
   float RDM is kept (about 8 bytes per pair at peak, plus 4 when features_b has mostly
   distinct rows). Returns the same number as the two-step form.
   """
@@ -140,10 +142,15 @@ def rsa_score(features_a, features_b, metric: str = "correlation", method: str =
     return compare(rdm_lib.rdm(features_a, metric, block_size=block_size),
                    rdm_lib.rdm(features_b, metric_b or metric, block_size=block_size), method)
   num = source_a.n * (source_a.n - 1) // 2
-  rank_segments, ss_b = _rank_segments(source_b)
+  ranks_b, ss_b = _rank_source(source_b)
   words = np.empty(num, np.uint64)
-  for (start, values), (_, c_b) in zip(source_a.segments(), rank_segments):
+
+  def fill(r0, r1, start):
+    values = source_a.values(r0, r1)
+    c_b = ranks_b(r0, r1, start)
     ranks.pack(ranks.order_keys(values), c_b.view(np.uint32) + np.uint32(num),
                words[start:start + len(values)])
+
+  rdm_lib.for_each_panel(source_a, fill)
   cross, ties_a = ranks.cross_of_words(words)
-  return _finish(method, cross, ranks.sum_of_squares(num, ties_a), ss_b, num)
+  return finish(method, cross, ranks.sum_of_squares(num, ties_a), ss_b, num)

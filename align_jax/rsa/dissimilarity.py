@@ -1,9 +1,12 @@
 """Representational dissimilarity matrices as condensed upper triangles (scipy `pdist` order).
 
-Distances come from float32 matrix products at full float32 precision, one panel of rows at
-a time, so peak memory is O(n * block + pairs) and never an n x n x d temporary. Rows that
-repeat (human label distributions: 10,000 CIFAR-10H rows have only 2,923 distinct values) are
-computed once on the distinct rows and gathered, so identical rows are exactly 0 apart.
+Distances come from matrix products, one panel of rows at a time, so peak memory is
+O(n * block + pairs) and never an n x n x d temporary: float32 at full precision (never TF32)
+for wide features, float64 on the host for rows of at most 64 values. Results are stored as
+float32. Rows that repeat (human label distributions: 10,000 CIFAR-10H rows have only 2,923
+distinct values) are computed once, by scipy's float64 pdist on the distinct rows, and
+gathered, so identical rows are exactly 0 apart and human RDMs match scipy's to float32
+rounding.
 
 Metrics (rows x, y of length d):
   euclidean      ||x - y||
@@ -13,16 +16,21 @@ Metrics (rows x, y of length d):
   cosine         1 - cos(x, y)      (undefined for all-zero rows: InputError)
 """
 
+import concurrent.futures
 import dataclasses
-from collections.abc import Iterator
+import os
 
 import jax.numpy as jnp
 import numpy as np
+import scipy.spatial.distance as ssd
 
 from align_jax.errors import InputError
 from align_jax.rsa import checks
 
 METRICS = ("euclidean", "sqeuclidean", "rsa_euclidean", "correlation", "cosine")
+SCIPY_METRIC = {"euclidean": "euclidean", "sqeuclidean": "sqeuclidean",
+                "rsa_euclidean": "sqeuclidean", "correlation": "correlation", "cosine": "cosine"}
+LOW_DIMS = 64  # rows this short get float64 products on the host
 PANEL_BYTES = 4 << 20  # one float32 [block, n] panel; small temporaries reuse heap pages
 
 
@@ -48,8 +56,8 @@ class Embedding:
   dims: int
 
 
-def embed(x: np.ndarray, metric: str) -> Embedding:
-  """float64 features [n, d] -> the float32 rows the panel kernels multiply."""
+def embed(x: np.ndarray, metric: str, dtype=np.float32) -> Embedding:
+  """float64 features [n, d] -> the rows (in `dtype`) the panel kernels multiply."""
   _check_metric(metric)
   if metric in ("correlation", "cosine"):
     if metric == "correlation":
@@ -60,10 +68,16 @@ def embed(x: np.ndarray, metric: str) -> Embedding:
       what = "constant" if metric == "correlation" else "all-zero"
       raise InputError(f"Rows {zero[:5].tolist()} of the features are {what}: {metric} "
                        "distance is undefined for them. Drop them or use 'euclidean'.")
-    return Embedding((x / norms[:, None]).astype(np.float32), None, metric, x.shape[1])
+    return Embedding((x / norms[:, None]).astype(dtype), None, metric, x.shape[1])
   x = x - x.mean(axis=0)  # distances are translation invariant; centring limits cancellation
-  sq = np.einsum("ij,ij->i", x, x).astype(np.float32)
-  return Embedding(x.astype(np.float32), sq, metric, x.shape[1])
+  sq = np.einsum("ij,ij->i", x, x).astype(dtype)
+  return Embedding(x.astype(dtype), sq, metric, x.shape[1])
+
+
+def host_dtype(dims: int):
+  """float64 products for low-dimensional rows (cheap, and free of the cancellation that
+  reorders near-equal small distances, e.g. between label distributions); float32 else."""
+  return np.float64 if dims <= LOW_DIMS else np.float32
 
 
 def finish_distances(gram, sq_rows, sq_cols, metric: str, dims: int, xp=np):
@@ -86,18 +100,18 @@ def finish_distances(gram, sq_rows, sq_cols, metric: str, dims: int, xp=np):
   return gram
 
 
-def _dense_segments(emb: Embedding, block: int) -> Iterator[tuple[int, np.ndarray]]:
-  """Yields (first condensed index, float32 values) for each panel of rows, in pdist order."""
-  y, n = emb.y, emb.y.shape[0]
-  starts = checks.row_starts(n)
-  for r0 in range(0, n - 1, block):
-    r1 = min(r0 + block, n - 1)
-    gram = y[r0:r1] @ y[r0:].T  # float32 BLAS GEMM, upper panel only
-    sq = emb.sq
-    panel = finish_distances(gram, None if sq is None else sq[r0:r1],
-                             None if sq is None else sq[r0:], emb.metric, emb.dims)
-    upper = np.arange(n - r0)[None, :] > np.arange(r1 - r0)[:, None]
-    yield int(starts[r0]), panel[upper]
+def _upper(panel: np.ndarray, n: int, r0: int) -> np.ndarray:
+  """The pairs (i, j > i) of panel rows r0.. over columns r0..n-1, in pdist order."""
+  return panel[np.arange(n - r0)[None, :] > np.arange(panel.shape[0])[:, None]]
+
+
+def dense_panel(emb: Embedding, r0: int, r1: int) -> np.ndarray:
+  """float32 distances of the pairs of rows r0..r1-1 (pdist order), from one GEMM."""
+  y, sq = emb.y, emb.sq
+  gram = y[r0:r1] @ y[r0:].T  # BLAS GEMM over the upper panel only
+  panel = finish_distances(gram, None if sq is None else sq[r0:r1],
+                           None if sq is None else sq[r0:], emb.metric, emb.dims)
+  return _upper(panel, len(y), r0).astype(np.float32, copy=False)
 
 
 def distinct_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
@@ -117,35 +131,23 @@ def distinct_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | 
   return unique, inverse.reshape(-1), counts
 
 
-def table_segments(table: np.ndarray, inverse: np.ndarray,
-                   block: int) -> Iterator[tuple[int, np.ndarray]]:
-  """Condensed segments of the RDM whose pair (i, j) is table[inverse[i], inverse[j]]."""
-  n = len(inverse)
-  starts = checks.row_starts(n)
-  for r0 in range(0, n - 1, block):
-    r1 = min(r0 + block, n - 1)
-    panel = table[inverse[r0:r1]][:, inverse[r0:]]
-    upper = np.arange(n - r0)[None, :] > np.arange(r1 - r0)[:, None]
-    yield int(starts[r0]), panel[upper]
+def table_panel(table: np.ndarray, inverse: np.ndarray, r0: int, r1: int) -> np.ndarray:
+  """Values table[inverse[i], inverse[j]] of the pairs of rows r0..r1-1 (pdist order)."""
+  return _upper(table[inverse[r0:r1]][:, inverse[r0:]], len(inverse), r0)
 
 
-def square_table(x_distinct: np.ndarray, metric: str, block: int) -> np.ndarray:
-  """Square float32 distances among distinct rows, exactly 0 on the diagonal."""
-  k = len(x_distinct)
-  table = np.zeros((k, k), np.float32)
-  if k > 1:
-    condensed = np.empty(k * (k - 1) // 2, np.float32)
-    for start, values in _dense_segments(embed(x_distinct, metric), block):
-      condensed[start:start + len(values)] = values
-    iu = np.triu_indices(k, 1)
-    table[iu] = condensed
-    table.T[iu] = condensed
-  return table
+def distinct_distances(x_distinct: np.ndarray, metric: str) -> np.ndarray:
+  """Condensed float32 distances among distinct rows, by scipy's float64 pdist."""
+  embed(x_distinct, metric)  # validates the rows (constant rows for correlation, ...)
+  condensed = ssd.pdist(x_distinct, SCIPY_METRIC[metric]) if len(x_distinct) > 1 else np.zeros(0)
+  if metric == "rsa_euclidean":
+    condensed /= x_distinct.shape[1]
+  return condensed.astype(np.float32)
 
 
 @dataclasses.dataclass(frozen=True)
 class PairSource:
-  """How the condensed RDM of some features is produced, segment by segment.
+  """How the condensed RDM of some features is produced, panel by panel of rows.
 
   Either dense panels of the features, or a table of distances among distinct rows plus
   each image's row id. `rdm` and the fused `rsa_score` share this, so their values agree
@@ -154,14 +156,29 @@ class PairSource:
   n: int
   block: int
   emb: Embedding | None = None
-  table: np.ndarray | None = None
-  inverse: np.ndarray | None = None
-  counts: np.ndarray | None = None
+  distinct: np.ndarray | None = None  # condensed distances among distinct rows
+  table: np.ndarray | None = None  # the same as a square matrix, exactly 0 on the diagonal
+  inverse: np.ndarray | None = None  # row id of each image
+  counts: np.ndarray | None = None  # images per distinct row
 
-  def segments(self) -> Iterator[tuple[int, np.ndarray]]:
+  def panels(self) -> list[tuple[int, int, int]]:
+    """(first row, end row, first condensed index) of each panel of `block` rows."""
+    starts = checks.row_starts(self.n)
+    return [(r0, min(r0 + self.block, self.n - 1), int(starts[r0]))
+            for r0 in range(0, self.n - 1, self.block)]
+
+  def values(self, r0: int, r1: int) -> np.ndarray:
     if self.table is not None:
-      return table_segments(self.table, self.inverse, self.block)
-    return _dense_segments(self.emb, self.block)
+      return table_panel(self.table, self.inverse, r0, r1)
+    return dense_panel(self.emb, r0, r1)
+
+
+def for_each_panel(source: PairSource, work) -> None:
+  """Calls work(r0, r1, start) for every panel on a thread per core (numpy and BLAS release
+  the GIL, so the elementwise passes around each GEMM run in parallel)."""
+  with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+    for done in pool.map(lambda panel: work(*panel), source.panels()):
+      del done
 
 
 def pair_source(features, metric: str, block_size: int | None = None,
@@ -176,15 +193,21 @@ def pair_source(features, metric: str, block_size: int | None = None,
   distinct = distinct_rows(x)
   if distinct is not None:
     unique, inverse, counts = distinct
-    table = square_table(unique, metric, default_block_size(len(unique)))
-    return PairSource(n, block, table=table, inverse=inverse, counts=counts)
-  return PairSource(n, block, emb=embed(x, metric))
+    distinct = distinct_distances(unique, metric)
+    return PairSource(n, block, distinct=distinct, table=ssd.squareform(distinct),
+                      inverse=inverse, counts=counts)
+  dtype = host_dtype(x.shape[1]) if checks.on_host() else np.float32
+  return PairSource(n, block, emb=embed(x, metric, dtype))
 
 
 def rdm_host(source: PairSource) -> np.ndarray:
   out = np.empty(source.n * (source.n - 1) // 2, np.float32)
-  for start, values in source.segments():
+
+  def fill(r0, r1, start):
+    values = source.values(r0, r1)
     out[start:start + len(values)] = values
+
+  for_each_panel(source, fill)
   return out
 
 

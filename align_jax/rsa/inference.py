@@ -13,9 +13,10 @@ import dataclasses
 import time
 
 import numpy as np
+import scipy.spatial.distance as ssd
 
 from align_jax.errors import InputError
-from align_jax.rsa import checks
+from align_jax.rsa import checks, ranks
 from align_jax.rsa import comparison as compare_lib
 
 
@@ -102,20 +103,44 @@ def paired_bootstrap(rdm_a1, rdm_a2, rdm_b, method: str = "spearman", *,
   return PairedResult(diff(vectors, method), float(low), float(high), float(p_value), samples)
 
 
+def _rank_squares(a: np.ndarray, b: np.ndarray):
+  """Square float64 matrices of the centred ranks of two condensed RDMs, and their sums of
+  squares: ranks do not change when images are permuted, so each permutation only regathers."""
+  squares, sums = [], []
+  for v in (a, b):
+    c, ties = ranks.ranks_of_words(ranks.pack_chunks(compare_lib.key_fn(v), ranks.index_payload,
+                                                     len(v)))
+    squares.append(ssd.squareform(c.astype(np.float64), checks=False))
+    sums.append(ranks.sum_of_squares(len(v), ties))
+  return squares, sums
+
+
 def permutation_test(rdm_a, rdm_b, method: str = "spearman", *, n_permutations: int = 1000,
                      seed: int = 0) -> PermutationResult:
-  """p-value of compare(rdm_a, rdm_b) against permutations of rdm_b's image labels."""
+  """p-value of compare(rdm_a, rdm_b) against permutations of rdm_b's image labels.
+
+  For the rank methods each permutation costs one gather of the n x n rank matrix and one dot
+  product (ranks are permutation invariant); other methods recompute compare().
+  """
   if n_permutations < 1:
     raise InputError(f"n_permutations={n_permutations} must be >= 1.")
   vectors, n = _condensed({"a": rdm_a, "b": rdm_b})
   observed = compare_lib.compare(vectors["a"], vectors["b"], method)
-  i, j = np.triu_indices(n, 1)
   rng = np.random.default_rng(seed)
   null = np.empty(n_permutations)
-  for p in range(n_permutations):
-    perm = rng.permutation(n)
-    pi, pj = perm[i], perm[j]
-    index = checks.condensed_index(np.minimum(pi, pj), np.maximum(pi, pj), n)
-    null[p] = compare_lib.compare(vectors["a"], vectors["b"][index], method)
+  if method in compare_lib.RANK_METHODS:
+    (square_a, square_b), (ss_a, ss_b) = _rank_squares(vectors["a"], vectors["b"])
+    num = len(vectors["a"])
+    for p in range(n_permutations):
+      perm = rng.permutation(n)
+      cross = 0.5 * float(np.dot(square_a.ravel(), square_b[perm][:, perm].ravel()))
+      null[p] = compare_lib.finish(method, cross, ss_a, ss_b, num)
+  else:
+    i, j = np.triu_indices(n, 1)
+    for p in range(n_permutations):
+      perm = rng.permutation(n)
+      pi, pj = perm[i], perm[j]
+      index = checks.condensed_index(np.minimum(pi, pj), np.maximum(pi, pj), n)
+      null[p] = compare_lib.compare(vectors["a"], vectors["b"][index], method)
   p_value = (1 + np.sum(null >= observed)) / (1 + n_permutations)
   return PermutationResult(observed, float(p_value), null)

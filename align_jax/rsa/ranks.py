@@ -22,6 +22,8 @@ import os
 import numpy as np
 
 CHUNK = 1 << 20  # elements per streaming step: temporaries stay small enough to reuse heap pages
+MAX_KEY_RANGE = 1 << 26  # counting ranks need one int64 + one float64 bin per key value
+BINS_PER_PAIR = 0.5  # ... and no more bin memory (16 B each) than the words (8 B per pair)
 
 
 def order_keys(values: np.ndarray) -> np.ndarray:
@@ -117,14 +119,19 @@ def _sorted_runs(words: np.ndarray, num_total: int) -> tuple[np.ndarray, ...]:
 
 
 def cross_of_words(words: np.ndarray, parts: int | None = None) -> tuple[float, int]:
-  """Sorts words (key_a << 32 | c_b + N) in place -> (sum(c_a c_b), tie correction of a).
+  """words (key_a << 32 | c_b + N) -> (sum(c_a c_b), tie correction of a); may sort in place.
 
-  This is the one sort Spearman needs: c_a follows from the tie runs of key_a, and the c_b
-  of each run arrive as its payloads. The words are sorted in `parts` slices on as many
+  When a's keys span few enough values (see `_counting_fits`), a counting sort does it in
+  O(N). Otherwise this is the one sort Spearman needs: c_a follows from the tie runs of key_a,
+  and the c_b of each run arrive as its payloads. The words are sorted in `parts` slices on as many
   threads (numpy releases the GIL while sorting); the per-key run lists are then merged,
   which is cheap because the model RDM has far fewer distinct keys than pairs.
   """
   num = len(words)
+  keys = words_view(words)[0]
+  low, high = int(keys.min()), int(keys.max())
+  if _counting_fits(high - low + 1, num):
+    return _cross_by_counting(words, low, high)
   parts = max(1, min(parts or os.cpu_count() or 1, num // CHUNK))
   with concurrent.futures.ThreadPoolExecutor(parts) as pool:
     results = list(pool.map(functools.partial(_sorted_runs, num_total=num),
@@ -145,36 +152,66 @@ def cross_of_words(words: np.ndarray, parts: int | None = None) -> tuple[float, 
   return math.fsum(partial), tie_correction([counts])
 
 
-def table_ranks(table: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, int, int]:
-  """Centred ranks of an RDM given as distances among distinct rows.
+def _counting_fits(span: int, num: int) -> bool:
+  return span <= min(MAX_KEY_RANGE, num * BINS_PER_PAIR)
 
-  table [k, k] float32 (zero diagonal), counts [k] images per distinct row. Pair (i, j) of
-  images with rows u, v has value table[u, v]; entry (u, v), u < v, stands for counts[u] *
-  counts[v] pairs and (u, u) for counts[u] (counts[u] - 1) / 2. Returns (c table [k, k] int32,
-  tie correction, number of pairs), exactly as if every pair had been ranked.
+
+def _cross_by_counting(words: np.ndarray, low: int, high: int) -> tuple[float, int]:
+  """cross_of_words by a counting sort of a's keys: O(N + key range), no comparison sort.
+
+  Model RDMs hold float32 distances that concentrate in a narrow band of keys, so a histogram
+  over [low, high] replaces the sort: per key value, its count gives the average rank and a
+  weighted histogram the sum of c_b. Exact: every per-bin sum of c_b stays below 2^53.
+  """
+  num, span = len(words), high - low + 1
+
+  def histogram(part: np.ndarray):  # one part per thread: bincount releases the GIL
+    counts, sums = np.zeros(span, np.int64), np.zeros(span, np.float64)
+    for s in range(0, len(part), 4 * CHUNK):
+      keys, shifted_c_b = words_view(part[s:s + 4 * CHUNK])
+      index = (keys - np.uint32(low)).astype(np.intp)  # bincount casts uint32 slowly itself
+      counts += np.bincount(index, minlength=span)
+      sums += np.bincount(index, weights=shifted_c_b.astype(np.float64) - num, minlength=span)
+    return counts, sums
+
+  parts = np.array_split(words, max(1, min(os.cpu_count() or 1, num // CHUNK)))
+  with concurrent.futures.ThreadPoolExecutor(len(parts)) as pool:
+    counts, sums = (sum(h) for h in zip(*pool.map(histogram, parts)))
+  present = np.flatnonzero(counts)
+  counts, sums = counts[present], sums[present]
+  run_c = (2 * (np.cumsum(counts) - counts) + counts - num).astype(np.float64)
+  partial = [float(np.dot(run_c[s:s + CHUNK], sums[s:s + CHUNK]))
+             for s in range(0, len(run_c), CHUNK)]
+  return math.fsum(partial), tie_correction([counts])
+
+
+def table_ranks(condensed: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, int, int]:
+  """Centred ranks of an RDM given by the distances among its distinct rows.
+
+  condensed [k (k - 1) / 2] float32: distances among k distinct rows (pdist order); counts [k]
+  images per distinct row. Images with rows u != v form counts[u] * counts[v] pairs of value
+  condensed[(u, v)]; images sharing row u form counts[u] (counts[u] - 1) / 2 pairs at 0.
+  Returns (condensed centred ranks as float64 (exact integers), the centred rank of the
+  0-distance same-row pairs, tie correction, number of pairs), as if every pair were ranked.
   """
   k = len(counts)
   m = counts.astype(np.int64)
-  upper = np.triu(np.ones((k, k), bool))
-  weights = np.outer(m, m)
-  weights[np.diag_indices(k)] = m * (m - 1) // 2
-  flat = np.flatnonzero(upper & (weights > 0))  # entries (u <= v) that stand for some pairs
-  weights = weights.reshape(-1)[flat]
-  words = pack_chunks(lambda s, e: order_keys(table.reshape(-1)[flat[s:e]]),
-                      index_payload, len(flat))
+  same_row = m * (m - 1) // 2
+  weights = np.concatenate([np.repeat(m[:-1], np.arange(k - 1, 0, -1)) *
+                            np.concatenate([m[u + 1:] for u in range(k - 1)]),
+                            [same_row.sum()]])
+  values = np.concatenate([condensed.astype(np.float32), np.zeros(1, np.float32)])
+  words = pack_chunks(lambda s, e: order_keys(values[s:e]), index_payload, len(values))
   words.sort()
   keys, order = words_view(words)
   order = order.astype(np.int64)
   starts = np.concatenate([[0], np.flatnonzero(keys[1:] != keys[:-1]) + 1])
   run_weight = np.add.reduceat(weights[order], starts)
   num = int(run_weight.sum())
-  run_c = (2 * (np.cumsum(run_weight) - run_weight) + run_weight - num).astype(np.int32)
-  c_upper = np.zeros(k * k, np.int32)
-  c_upper[flat[order]] = np.repeat(run_c, np.diff(np.append(starts, len(keys))))
-  c_upper = c_upper.reshape(k, k)
-  c_table = c_upper + c_upper.T
-  c_table[np.diag_indices(k)] = np.diag(c_upper)
-  return c_table, tie_correction([run_weight]), num
+  run_c = 2 * (np.cumsum(run_weight) - run_weight) + run_weight - num
+  c = np.empty(len(values), np.float64)
+  c[order] = np.repeat(run_c, np.diff(np.append(starts, len(keys))))
+  return c[:-1], float(c[-1]), tie_correction([run_weight[run_weight > 0]]), num
 
 
 def spearman_from_sums(cross: float, ties_a: int, ties_b: int, num: int) -> float:

@@ -21,7 +21,7 @@ from flax import jax_utils
 from align_jax.data import input_pipeline, splits
 from align_jax.errors import InputError
 from align_jax.models import MODELS, create_model
-from align_jax.training import checkpoint, steps, tasks, train_state
+from align_jax.training import checkpoint, pretrained, steps, tasks, train_state
 
 CONFIG_FILE = "config.json"
 
@@ -49,6 +49,8 @@ def validate_config(config) -> None:
   need(config.test_subset >= 0, f"test_subset={config.test_subset} must be >= 0 (0 = all)")
   need(config.log_every_steps > 0, f"log_every_steps={config.log_every_steps} must be > 0")
   need(config.keep_checkpoints > 0, f"keep_checkpoints={config.keep_checkpoints} must be > 0")
+  need(config.sample_every_steps >= 0,
+       f"sample_every_steps={config.sample_every_steps} must be >= 0 (0 = after each epoch)")
   need(not config.data_dir or os.path.isdir(os.path.expanduser(config.data_dir)),
        f"data_dir={config.data_dir!r} is not a directory (set it, or ALIGN_JAX_DATA_DIR, to a "
        "data directory; empty means tensorflow-datasets)")
@@ -93,6 +95,12 @@ def evaluate(p_eval, rstate, examples: dict, batch_size: int, prep, rkey) -> dic
   return {k: float(v) for k, v in total.compute().items()}
 
 
+def _after_evaluation(task, model, rstate, examples, step, writer, workdir) -> None:
+  state = jax_utils.unreplicate(rstate)
+  variables = {"params": state.params, "batch_stats": state.batch_stats}
+  task.after_evaluation(model, variables, examples, step, writer, workdir)
+
+
 def _write(writer, step: int, prefix: str, values: dict[str, float]) -> None:
   writer.write_scalars(step, {f"{prefix}/{k}": v for k, v in values.items()})
 
@@ -116,12 +124,15 @@ def train_and_evaluate(config, workdir: str) -> dict:
   init_key, dropout_key = jax.random.split(jax.random.key(config.seed))
   example = jnp.zeros((1, 32, 32, 3), jnp.float32)
   variables = jax.jit(task.init_variables, static_argnums=0)(model, init_key, example)
-  state = train_state.create_train_state(
-      variables, model.apply, train_state.create_optimizer(config, steps_per_epoch))
-  schedule = train_state.learning_rate_schedule(config, steps_per_epoch)
   ckpt = checkpoint.Checkpointer(workdir, config.keep_checkpoints, task.selection_metric,
                                  task.selection_mode)
   last_saved = ckpt.latest_step()
+  if config.init_from and last_saved is None:
+    variables = pretrained.merge_variables(variables, pretrained.load_variables(config.init_from))
+    logging.info("Initialised %s from %s.", config.model, config.init_from)
+  state = train_state.create_train_state(
+      variables, model.apply, train_state.create_optimizer(config, steps_per_epoch))
+  schedule = train_state.learning_rate_schedule(config, steps_per_epoch)
   if last_saved is not None:
     state = ckpt.restore(last_saved, state)
     logging.info("Resuming from the checkpoint of step %d in %s.", last_saved, workdir)
@@ -164,9 +175,12 @@ def train_and_evaluate(config, workdir: str) -> dict:
       last_saved = step
       logging.info("epoch %d/%d validation: %s", step // steps_per_epoch, config.num_epochs,
                    validation)
+    if epoch_end or (config.sample_every_steps and step % config.sample_every_steps == 0):
+      _after_evaluation(task, model, rstate, data["test"], step, writer, workdir)
 
   if validation is None:
     validation = evaluate(p_eval, rstate, data["validation"], config.eval_batch_size, prep, rkey)
+    _after_evaluation(task, model, rstate, data["test"], total_steps, writer, workdir)
   test = evaluate(p_eval, rstate, data["test"], config.eval_batch_size, prep, rkey)
   _write(writer, total_steps, "test", test)
   logging.info("Final (step %d) test metrics: %s", total_steps, test)

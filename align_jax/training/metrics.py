@@ -8,3 +8,19 @@ from clu import metrics
 class ClassifierMetrics(metrics.Collection):
   loss: metrics.Average.from_output("loss")
   accuracy: metrics.Average.from_output("accuracy")
+
+
+@flax.struct.dataclass
+class VAETrainMetrics(metrics.Collection):
+  loss: metrics.Average.from_output("loss")
+  recon_l1: metrics.Average.from_output("recon_l1")
+  kl: metrics.Average.from_output("kl")
+  beta: metrics.Average.from_output("beta")
+
+
+@flax.struct.dataclass
+class VAEEvalMetrics(metrics.Collection):
+  loss: metrics.Average.from_output("loss")
+  recon_l1: metrics.Average.from_output("recon_l1")
+  kl: metrics.Average.from_output("kl")
+  psnr: metrics.Average.from_output("psnr")

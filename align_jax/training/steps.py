@@ -30,7 +30,7 @@ def train_step(state, batch: dict, root_key: jax.Array, *, task, model):
 
   def loss_fn(params):
     variables = {"params": params, "batch_stats": state.batch_stats}
-    return task.loss(model, variables, batch, key, train=True)
+    return task.loss(model, variables, batch, key, train=True, step=state.step)
 
   (_, (new_model_state, outputs)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
       state.params)
@@ -44,7 +44,7 @@ def eval_step(state, batch: dict, root_key: jax.Array, *, task, model):
   """Metrics of the model in inference mode on one (possibly padded) batch."""
   variables = {"params": state.params, "batch_stats": state.batch_stats}
   key = step_key(root_key, state.step)
-  _, (_, outputs) = task.loss(model, variables, batch, key, train=False)
+  _, (_, outputs) = task.loss(model, variables, batch, key, train=False, step=state.step)
   return task.eval_metrics.gather_from_model_output(axis_name=AXIS_NAME, **outputs)
 
 

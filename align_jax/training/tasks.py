@@ -1,15 +1,19 @@
 """Tasks plug a model family into the generic loop: loss, metrics, preprocessing, selection.
 
-A task answers: how to initialise the model, the per-batch loss and metric outputs, which
-preprocessing its images need, and which validation metric picks the best checkpoint.
+A task answers: how to initialise the model, the per-batch loss and metric outputs (a pure
+function of variables, batch, key and step), which preprocessing its images need, which
+validation metric picks the best checkpoint, and what to write after each evaluation.
 """
 
 import dataclasses
+import os
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from align_jax.training import metrics, objectives
+from align_jax.data import input_pipeline
+from align_jax.training import metrics, objectives, samples
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,8 +29,9 @@ class ClassificationTask:
   def init_variables(self, model, key: jax.Array, images: jnp.ndarray) -> dict:
     return model.init({"params": key}, images, train=False)
 
-  def loss(self, model, variables: dict, batch: dict, key: jax.Array, train: bool):
+  def loss(self, model, variables: dict, batch: dict, key: jax.Array, train: bool, step):
     """Returns (loss, (updated model state, metric outputs))."""
+    del step
     mutable = ["batch_stats"] if train else False
     output = model.apply(variables, batch["image"], train=train, rngs={"dropout": key},
                          mutable=mutable)
@@ -39,7 +44,69 @@ class ClassificationTask:
       outputs["mask"] = mask
     return objectives.masked_mean(per_example, mask), (new_state, outputs)
 
+  def after_evaluation(self, model, variables, examples, step, writer, workdir) -> None:
+    """Classifiers write nothing beyond their metrics."""
+
+
+@dataclasses.dataclass(frozen=True)
+class VAETask:
+  """L1 reconstruction (summed per image) + beta * KL(q(z|x) || N(0, I)), KL warmed up linearly.
+
+  Training samples z with a per-step key; evaluation reports the same objective at the full
+  beta on the posterior mean, plus PSNR. The best checkpoint has the lowest validation loss.
+  """
+  beta: float = 1.0
+  kl_warmup_steps: int = 0
+  num_grid_images: int = 16
+  preprocessing: str = "generative"
+  selection_metric: str = "loss"
+  selection_mode: str = "min"
+  train_metrics: type = metrics.VAETrainMetrics
+  eval_metrics: type = metrics.VAEEvalMetrics
+
+  def init_variables(self, model, key: jax.Array, images: jnp.ndarray) -> dict:
+    return model.init({"params": key}, images, train=False)
+
+  def beta_at(self, step):
+    if not self.kl_warmup_steps:
+      return jnp.float32(self.beta)
+    return self.beta * jnp.minimum(1.0, step / self.kl_warmup_steps)
+
+  def loss(self, model, variables: dict, batch: dict, key: jax.Array, train: bool, step):
+    images = batch["image"]
+    reconstruction, features = model.apply(variables, images, train=train,
+                                           key=key if train else None)
+    recon = objectives.l1_reconstruction(reconstruction, images)
+    kl = objectives.gaussian_kl(features["latent_mean"], features["latent_logvar"])
+    beta = self.beta_at(step) if train else jnp.float32(self.beta)
+    per_example = recon + beta * kl
+    outputs = {"loss": per_example, "recon_l1": recon, "kl": kl}
+    if train:
+      outputs["beta"] = jnp.full_like(recon, beta)
+    else:
+      outputs["psnr"] = objectives.psnr(reconstruction, images)
+    mask = batch.get("mask")
+    if mask is not None:
+      outputs["mask"] = mask
+    return objectives.masked_mean(per_example, mask), ({}, outputs)
+
+  def after_evaluation(self, model, variables, examples, step, writer, workdir) -> None:
+    """Writes test images beside their reconstructions, and prior samples (fixed key)."""
+    prep = input_pipeline.PREPROCESSING[self.preprocessing]
+    images = input_pipeline.preprocess(examples["image"][:self.num_grid_images], prep, None)
+    reconstruction, _ = model.apply(variables, images, train=False)
+    z = jax.random.normal(jax.random.key(0), (self.num_grid_images, model.latent_dim))
+    prior = model.apply(variables, z, method=model.decode)
+    pairs = np.stack([images, np.asarray(reconstruction)], axis=1).reshape(-1, *images.shape[1:])
+    grids = {"reconstructions": samples.image_grid(pairs, 8),
+             "prior_samples": samples.image_grid(np.asarray(prior), 8)}
+    writer.write_images(step, {f"samples/{k}": v[None] for k, v in grids.items()})
+    if jax.process_index() == 0:
+      for name, grid in grids.items():
+        samples.save_png(grid, os.path.join(workdir, "samples"), f"{name}_{step:07d}")
+
 
 TASKS = {
     "classification": ClassificationTask,
+    "vae": VAETask,
 }

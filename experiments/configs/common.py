@@ -29,7 +29,10 @@ def training_config() -> ml_collections.ConfigDict:
   config.adam_b2 = 0.999
   config.grad_clip_norm = 0.0  # 0 = no clipping
   config.seed = 0
+  # Start from a weights file (.npz keyed by 'params/...' paths, or an orbax checkpoint/workdir).
+  config.init_from = ""
   # Bookkeeping.
   config.log_every_steps = 50
   config.keep_checkpoints = 2
+  config.sample_every_steps = 0  # tasks with image outputs (VAE): also every N steps
   return config
