@@ -4,7 +4,7 @@ Bootstrap (as rsatoolbox): resample n images with replacement; a pair of an imag
 own copy is dropped, and a pair of distinct originals drawn m_i and m_j times counts
 m_i * m_j times. Each resample re-ranks ~n^2/2 pairs with the exact kernel, one resample at
 a time (a vmap over resamples would need resamples x pairs memory); `seconds_per_resample` in
-the result reports the cost (about 1-2 s at n = 10,000 on 2 CPU cores).
+the result reports the cost (about 4 s at n = 10,000 on 2 CPU cores).
 Permutation test: permute the image labels of one RDM, p = (1 + #{null >= observed}) /
 (1 + permutations), one-sided for "more similar than chance".
 """
