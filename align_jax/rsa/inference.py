@@ -133,7 +133,7 @@ def permutation_test(rdm_a, rdm_b, method: str = "spearman", *, n_permutations: 
     num = len(vectors["a"])
     for p in range(n_permutations):
       perm = rng.permutation(n)
-      cross = 0.5 * float(np.dot(square_a.ravel(), square_b[perm][:, perm].ravel()))
+      cross = 0.5 * float(np.dot(square_a.ravel(), square_b[np.ix_(perm, perm)].ravel()))
       null[p] = compare_lib.finish(method, cross, ss_a, ss_b, num)
   else:
     i, j = np.triu_indices(n, 1)
