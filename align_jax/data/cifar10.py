@@ -85,8 +85,14 @@ def load_tfds(tfds_data_dir: str | None = None) -> Cifar10:
   tf_cpu.hide_gpus_from_tensorflow()
   splits = {}
   for split in ("train", "test"):
-    dataset = tfds.load("cifar10", split=split, data_dir=tfds_data_dir).batch(10_000)
-    batches = list(tfds.as_numpy(dataset))
+    try:
+      dataset = tfds.load("cifar10", split=split, data_dir=tfds_data_dir).batch(10_000)
+      batches = list(tfds.as_numpy(dataset))
+    except Exception as e:  # pylint: disable=broad-except  (download/prepare failures vary)
+      raise InputError(
+          f"tensorflow-datasets could not provide cifar10 ({type(e).__name__}: {e}). Offline? "
+          "Point data_dir or ALIGN_JAX_DATA_DIR at a directory in the official binary layout "
+          "(README, 'Data').") from e
     examples = {k: np.concatenate([b[k] for b in batches]) for k in ("id", "image", "label")}
     splits[split] = sort_by_id(examples, split)
   return Cifar10(*splits["train"], *splits["test"])
