@@ -27,12 +27,17 @@ def _add_shortcut(x, y, strides: int, norm: functools.partial):
   return nn.relu(x + y)
 
 
-class BasicBlock(nn.Module):
-  """Two 3x3 convs (ResNet-18/34)."""
+class _Block(nn.Module):
+  """A residual block's settings: width, stride of its first strided conv, BatchNorm factory,
+  and whether its last BatchNorm scale starts at zero."""
   filters: int
   strides: int
   norm: functools.partial
   zero_init_last: bool
+
+
+class BasicBlock(_Block):
+  """Two 3x3 convs (ResNet-18/34)."""
 
   @nn.compact
   def __call__(self, x):
@@ -43,12 +48,8 @@ class BasicBlock(nn.Module):
                          self.norm)
 
 
-class BottleneckBlock(nn.Module):
+class BottleneckBlock(_Block):
   """1x1 reduce, 3x3, 1x1 expand to 4x filters (ResNet-50 and deeper)."""
-  filters: int
-  strides: int
-  norm: functools.partial
-  zero_init_last: bool
 
   @nn.compact
   def __call__(self, x):
