@@ -1,4 +1,4 @@
-"""The shared absl main of the train_* entry points: flags -> train_and_evaluate(config, workdir)."""
+"""The shared absl main of the train_* entry points: flags -> train_and_evaluate()."""
 
 import os
 import sys

@@ -1,1 +1,1 @@
-"""Analyses of trained models against humans: behaviour (errors, calibration), and later plots and reports."""
+"""Analyses of trained models against humans (behaviour: errors, calibration, consistency)."""
