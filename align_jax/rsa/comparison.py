@@ -117,8 +117,8 @@ def _rank_source(source: rdm_lib.PairSource):
   values = rdm_lib.rdm_host(source)
   c, ties = ranks.ranks_of_words(ranks.pack_chunks(key_fn(values), ranks.index_payload, num))
   del values
-  lengths = {r0: int(checks.row_starts(source.n)[r1 - 1] + source.n - r1) - start
-             for r0, r1, start in source.panels()}
+  starts = checks.row_starts(source.n)
+  lengths = {r0: int(starts[r1 - 1] + source.n - r1) - start for r0, r1, start in source.panels()}
   return (lambda r0, r1, start: c[start:start + lengths[r0]]), ranks.sum_of_squares(num, ties)
 
 
@@ -139,8 +139,7 @@ def rsa_score(features_a, features_b, metric: str = "correlation", method: str =
     raise InputError(f"features_a has {source_a.n} rows and features_b {source_b.n}; both must "
                      "hold the same images in the same order.")
   if method not in RANK_METHODS or not checks.on_host():
-    return compare(rdm_lib.rdm(features_a, metric, block_size=block_size),
-                   rdm_lib.rdm(features_b, metric_b or metric, block_size=block_size), method)
+    return compare(rdm_lib.rdm_of(source_a), rdm_lib.rdm_of(source_b), method)
   num = source_a.n * (source_a.n - 1) // 2
   ranks_b, ss_b = _rank_source(source_b)
   words = np.empty(num, np.uint64)

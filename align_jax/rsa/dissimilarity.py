@@ -217,7 +217,12 @@ def rdm(features, metric: str = "correlation", *, block_size: int | None = None)
   `block_size` rows are processed per panel (default: ~4 MB panels); the result does not
   depend on it beyond float32 rounding of the products.
   """
-  source = pair_source(features, metric, block_size)
+  return rdm_of(pair_source(features, metric, block_size))
+
+
+def rdm_of(source: PairSource):
+  """The condensed RDM a planned source describes: numpy kernels on CPUs and for tables,
+  jitted panels on accelerators."""
   if checks.on_host() or source.table is not None:
     return jnp.asarray(rdm_host(source))
   from align_jax.rsa import xla  # pylint: disable=g-import-not-at-top

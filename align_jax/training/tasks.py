@@ -16,8 +16,22 @@ from align_jax.data import input_pipeline
 from align_jax.training import metrics, objectives, samples
 
 
+class _ImageTask:
+  """What every task shares: initialisation from an image batch, padding masks in outputs."""
+
+  def init_variables(self, model, key: jax.Array, images: jnp.ndarray) -> dict:
+    return model.init({"params": key}, images, train=False)
+
+  @staticmethod
+  def with_mask(outputs: dict, batch: dict) -> dict:
+    """Forwards the batch's padding mask (eval batches) to the clu metrics."""
+    if "mask" in batch:
+      outputs["mask"] = batch["mask"]
+    return outputs
+
+
 @dataclasses.dataclass(frozen=True)
-class ClassificationTask:
+class ClassificationTask(_ImageTask):
   """Cross-entropy against `batch[target_field]`: hard labels or label distributions."""
   target_field: str = "label"
   preprocessing: str = "classifier"
@@ -25,9 +39,6 @@ class ClassificationTask:
   selection_mode: str = "max"
   train_metrics: type = metrics.ClassifierMetrics
   eval_metrics: type = metrics.ClassifierMetrics
-
-  def init_variables(self, model, key: jax.Array, images: jnp.ndarray) -> dict:
-    return model.init({"params": key}, images, train=False)
 
   def loss(self, model, variables: dict, batch: dict, key: jax.Array, train: bool, step):
     """Returns (loss, (updated model state, metric outputs))."""
@@ -39,9 +50,7 @@ class ClassificationTask:
     mask = batch.get("mask")
     per_example = objectives.cross_entropy(logits, batch[self.target_field])
     accuracy = (jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32)
-    outputs = {"loss": per_example, "accuracy": accuracy}
-    if mask is not None:
-      outputs["mask"] = mask
+    outputs = self.with_mask({"loss": per_example, "accuracy": accuracy}, batch)
     return objectives.masked_mean(per_example, mask), (new_state, outputs)
 
   def after_evaluation(self, model, variables, examples, step, writer, workdir) -> None:
@@ -49,7 +58,7 @@ class ClassificationTask:
 
 
 @dataclasses.dataclass(frozen=True)
-class VAETask:
+class VAETask(_ImageTask):
   """L1 reconstruction (summed per image) + beta * KL(q(z|x) || N(0, I)), KL warmed up linearly.
 
   Training samples z with a per-step key; evaluation reports the same objective at the full
@@ -63,9 +72,6 @@ class VAETask:
   selection_mode: str = "min"
   train_metrics: type = metrics.VAETrainMetrics
   eval_metrics: type = metrics.VAEEvalMetrics
-
-  def init_variables(self, model, key: jax.Array, images: jnp.ndarray) -> dict:
-    return model.init({"params": key}, images, train=False)
 
   def beta_at(self, step):
     if not self.kl_warmup_steps:
@@ -85,10 +91,8 @@ class VAETask:
       outputs["beta"] = jnp.full_like(recon, beta)
     else:
       outputs["psnr"] = objectives.psnr(reconstruction, images)
-    mask = batch.get("mask")
-    if mask is not None:
-      outputs["mask"] = mask
-    return objectives.masked_mean(per_example, mask), ({}, outputs)
+    return (objectives.masked_mean(per_example, batch.get("mask")),
+            ({}, self.with_mask(outputs, batch)))
 
   def after_evaluation(self, model, variables, examples, step, writer, workdir) -> None:
     """Writes test images beside their reconstructions, and prior samples (fixed key)."""

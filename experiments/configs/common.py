@@ -36,3 +36,17 @@ def training_config() -> ml_collections.ConfigDict:
   config.keep_checkpoints = 2
   config.sample_every_steps = 0  # tasks with image outputs (VAE): also every N steps
   return config
+
+
+SMOKE = dict(num_validation=256, train_subset=512, test_subset=256, batch_size=64,
+             eval_batch_size=128, num_epochs=2, warmup_epochs=0.0, log_every_steps=4)
+
+
+def apply_variant(config: ml_collections.ConfigDict, arg: str | None,
+                  **smoke_overrides) -> ml_collections.ConfigDict:
+  """Applies the ':smoke' variant (tiny data, a few steps; per-model overrides on top)."""
+  if arg == "smoke":
+    config.update(dict(SMOKE, **smoke_overrides))
+  elif arg:
+    raise ValueError(f"Unknown config variant {arg!r}; use ':smoke' or nothing.")
+  return config

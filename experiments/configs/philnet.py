@@ -15,15 +15,4 @@ def get_config(arg: str | None = None):
   config.model = "philnet"
   config.model_kwargs.num_classes = 10
   config.model_kwargs.dropout_rate = 0.4
-  if arg == "smoke":
-    config.num_validation = 256
-    config.train_subset = 512
-    config.test_subset = 256
-    config.batch_size = 64
-    config.eval_batch_size = 128
-    config.num_epochs = 2
-    config.warmup_epochs = 0.0
-    config.log_every_steps = 4
-  elif arg:
-    raise ValueError(f"Unknown config variant {arg!r}; use ':smoke' or nothing.")
-  return config
+  return common.apply_variant(config, arg)

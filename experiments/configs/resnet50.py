@@ -25,14 +25,6 @@ def get_config(arg: str | None = None):
   config.warmup_epochs = 2.0
   if arg == "smoke":
     config.model_kwargs.stem = "imagenet"
-    config.num_validation = 128
-    config.train_subset = 256
-    config.test_subset = 128
-    config.batch_size = 32
-    config.eval_batch_size = 64
-    config.num_epochs = 1
-    config.warmup_epochs = 0.0
-    config.log_every_steps = 4
-  elif arg:
-    raise ValueError(f"Unknown config variant {arg!r}; use ':smoke' or nothing.")
-  return config
+  return common.apply_variant(config, arg, num_validation=128, train_subset=256,
+                              test_subset=128, batch_size=32, eval_batch_size=64,
+                              num_epochs=1)

@@ -21,14 +21,5 @@ def get_config(arg: str | None = None):
   config.weight_decay = 0.0
   config.warmup_epochs = 0.0
   if arg == "smoke":
-    config.num_validation = 256
-    config.train_subset = 512
-    config.test_subset = 256
-    config.batch_size = 64
-    config.eval_batch_size = 128
-    config.num_epochs = 2
-    config.log_every_steps = 4
     config.task_kwargs.kl_warmup_steps = 8
-  elif arg:
-    raise ValueError(f"Unknown config variant {arg!r}; use ':smoke' or nothing.")
-  return config
+  return common.apply_variant(config, arg)
