@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 import scipy.spatial.distance as ssd
+from absl import logging
 
 from align_jax.errors import InputError
 from align_jax.rsa import checks, ranks
@@ -68,6 +69,14 @@ def resample_pairs(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.nda
   return checks.condensed_index(drawn[i], drawn[j], n), weights
 
 
+def _report(what: str, done: int, total: int, start: float) -> None:
+  """Logs progress about every 10% of a long loop, with the time left."""
+  if done % max(1, total // 10) == 0 or done == total:
+    each = (time.perf_counter() - start) / done
+    logging.info("%s: %d/%d, %.2f s each, ~%.0f s left", what, done, total, each,
+                 each * (total - done))
+
+
 def _resampled_scores(vectors, n, method, n_resamples, seed, score_fn):
   rng = np.random.default_rng(seed)
   samples = np.empty(n_resamples)
@@ -75,6 +84,7 @@ def _resampled_scores(vectors, n, method, n_resamples, seed, score_fn):
   for r in range(n_resamples):
     index, weights = resample_pairs(n, rng)
     samples[r] = score_fn({k: np.repeat(v[index], weights) for k, v in vectors.items()}, method)
+    _report("bootstrap resamples", r + 1, n_resamples, start)
   return samples, (time.perf_counter() - start) / n_resamples
 
 
@@ -131,16 +141,20 @@ def permutation_test(rdm_a, rdm_b, method: str = "spearman", *, n_permutations: 
   if method in compare_lib.RANK_METHODS:
     (square_a, square_b), (ss_a, ss_b) = _rank_squares(vectors["a"], vectors["b"])
     num = len(vectors["a"])
+    start = time.perf_counter()
     for p in range(n_permutations):
       perm = rng.permutation(n)
       cross = 0.5 * float(np.dot(square_a.ravel(), square_b[np.ix_(perm, perm)].ravel()))
       null[p] = compare_lib.finish(method, cross, ss_a, ss_b, num)
+      _report("permutations", p + 1, n_permutations, start)
   else:
     i, j = np.triu_indices(n, 1)
+    start = time.perf_counter()
     for p in range(n_permutations):
       perm = rng.permutation(n)
       pi, pj = perm[i], perm[j]
       index = checks.condensed_index(np.minimum(pi, pj), np.maximum(pi, pj), n)
       null[p] = compare_lib.compare(vectors["a"], vectors["b"][index], method)
+      _report("permutations", p + 1, n_permutations, start)
   p_value = (1 + np.sum(null >= observed)) / (1 + n_permutations)
   return PermutationResult(observed, float(p_value), null)
