@@ -36,15 +36,20 @@ class TrainedModel:
   preprocessing: input_pipeline.Preprocessing
 
 
-def load_trained(workdir: str, which: str = "best") -> TrainedModel:
-  """Restores the `which` ('best' by the task's validation metric, or 'latest') checkpoint."""
+def read_config(workdir: str) -> ml_collections.ConfigDict:
+  """The config.json a training run wrote into `workdir`."""
   path = os.path.join(workdir, "config.json")
   if not os.path.isfile(path):
     raise InputError(f"{workdir} has no config.json: not a training workdir of align_jax.")
+  with open(path) as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
+def checkpoint_step(workdir: str, which: str = "best") -> int:
+  """The step of the `which` ('best' by the task's validation metric, or 'latest') checkpoint."""
   if which not in ("best", "latest"):
     raise InputError(f"checkpoint={which!r} must be 'best' or 'latest'.")
-  with open(path) as f:
-    config = ml_collections.ConfigDict(json.load(f))
+  config = read_config(workdir)
   task = tasks.TASKS[config.task](**config.task_kwargs)
   ckpt = checkpoint.Checkpointer(workdir, config.keep_checkpoints, task.selection_metric,
                                  task.selection_mode)
@@ -52,6 +57,14 @@ def load_trained(workdir: str, which: str = "best") -> TrainedModel:
   ckpt.close()
   if step is None:
     raise InputError(f"{workdir} holds no checkpoint yet; train the model first.")
+  return step
+
+
+def load_trained(workdir: str, which: str = "best") -> TrainedModel:
+  """Restores the `which` ('best' by the task's validation metric, or 'latest') checkpoint."""
+  step = checkpoint_step(workdir, which)
+  config = read_config(workdir)
+  task = tasks.TASKS[config.task](**config.task_kwargs)
   variables = pretrained.load_variables(os.path.join(workdir, "checkpoints", str(step)))
   model = create_model(config.model, **config.model_kwargs)
   return TrainedModel(workdir, config, model, variables, step,

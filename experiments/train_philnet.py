@@ -3,7 +3,8 @@
   python -m experiments.train_philnet --workdir=W [--config=experiments/configs/philnet.py[:smoke]]
 """
 
-from experiments import training_main
+from experiments import main
+from experiments.configs import philnet
 
 if __name__ == "__main__":
-  training_main.run("philnet.py")
+  main.run(philnet, "align_jax.training.loop:train_and_evaluate", main.training_summary)

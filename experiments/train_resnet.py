@@ -3,7 +3,8 @@
   python -m experiments.train_resnet --workdir=W [--config=experiments/configs/resnet50.py[:smoke]]
 """
 
-from experiments import training_main
+from experiments import main
+from experiments.configs import resnet50
 
 if __name__ == "__main__":
-  training_main.run("resnet50.py")
+  main.run(resnet50, "align_jax.training.loop:train_and_evaluate", main.training_summary)

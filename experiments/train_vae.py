@@ -3,7 +3,8 @@
   python -m experiments.train_vae --workdir=W [--config=experiments/configs/vae.py[:smoke]]
 """
 
-from experiments import training_main
+from experiments import main
+from experiments.configs import vae
 
 if __name__ == "__main__":
-  training_main.run("vae.py")
+  main.run(vae, "align_jax.training.loop:train_and_evaluate", main.training_summary)

@@ -33,6 +33,30 @@ def write_fake_archive(root: str, per_file: int = 60, test_size: int = 60, seed:
           *written["test_batch.bin"])
 
 
+def write_fake_cifar10h(root: str, test_labels: np.ndarray, seed: int = 0) -> np.ndarray:
+  """Writes `root/cifar10h/` counts and probs that agree with `test_labels` (10,000 images):
+  about 50 annotators per image, most choosing the label, the rest a random class. Returns
+  the counts."""
+  rng = np.random.default_rng(seed)
+  n = len(test_labels)
+  counts = np.zeros((n, 10), np.int64)
+  counts[np.arange(n), test_labels] = rng.integers(30, 50, n)
+  np.add.at(counts, (np.repeat(np.arange(n), 5), rng.integers(0, 10, 5 * n)), 1)
+  folder = os.path.join(root, "cifar10h")
+  os.makedirs(folder, exist_ok=True)
+  np.save(os.path.join(folder, "cifar10h-counts.npy"), counts)
+  np.save(os.path.join(folder, "cifar10h-probs.npy"), counts / counts.sum(axis=1, keepdims=True))
+  return counts
+
+
+@pytest.fixture
+def fake_study_data_dir(tmp_path):
+  """A fake archive with a full-size (10,000 image) test split and matching fake CIFAR-10H."""
+  *_, test_labels = write_fake_archive(str(tmp_path), test_size=10_000)
+  write_fake_cifar10h(str(tmp_path), test_labels)
+  return str(tmp_path)
+
+
 @pytest.fixture
 def fake_data_dir(tmp_path):
   write_fake_archive(str(tmp_path))

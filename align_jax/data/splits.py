@@ -1,12 +1,18 @@
 """Train / validation / test example dicts for training runs, from a config.
 
-The validation split is a seeded hold-out of the CIFAR-10 training set and is what selects
-checkpoints; the test split (the CIFAR-10H image set) is only reported.
+CIFAR-10 training (`num_folds == 0`): the validation split is a seeded hold-out of the CIFAR-10
+training set and selects checkpoints; the test split (the CIFAR-10H image set) is only reported.
+
+CIFAR-10H fine-tuning (`num_folds == k > 0`, Peterson et al., ICCV 2019): the first
+`test_subset` test images (0 = all 10,000) are dealt into k seeded folds; fold `fold` is held
+out (validation = test = its images) and the model trains on the other k - 1 folds, with the
+CIFAR-10H label distributions as `human_probs` beside the CIFAR-10 `label`.
 """
 
 import numpy as np
 
-from align_jax.data import cifar10, input_pipeline
+from align_jax.data import cifar10, cifar10h, input_pipeline
+from align_jax.errors import InputError
 
 
 def _subset(n: int, size: int, seed: int, purpose: int) -> np.ndarray:
@@ -16,9 +22,42 @@ def _subset(n: int, size: int, seed: int, purpose: int) -> np.ndarray:
   return np.sort(np.random.default_rng([seed, purpose]).choice(n, size, replace=False))
 
 
+def fold_assignment(num_images: int, num_folds: int, seed: int) -> np.ndarray:
+  """[num_images] fold ids in 0..num_folds-1: a seeded shuffle dealt round-robin, so fold
+  sizes differ by at most one."""
+  if not 2 <= num_folds <= num_images:
+    raise InputError(f"num_folds={num_folds} must be in 2..{num_images} (the number of images "
+                     "taking part).")
+  folds = np.empty(num_images, np.int32)
+  folds[np.random.default_rng([seed, 0xF01D]).permutation(num_images)] = (
+      np.arange(num_images) % num_folds)
+  return folds
+
+
+def _take(arrays: dict[str, np.ndarray], idx: np.ndarray) -> dict[str, np.ndarray]:
+  return {k: v[idx] for k, v in arrays.items()}
+
+
+def _fold_splits(config, data: cifar10.Cifar10) -> dict[str, dict[str, np.ndarray]]:
+  if not 0 <= config.fold < config.num_folds:
+    raise InputError(f"fold={config.fold} must be in 0..{config.num_folds - 1}.")
+  probs, _ = cifar10h.load_cifar10h(config.data_dir, data.test_labels)
+  n = config.test_subset or len(data.test_labels)
+  arrays = {"image": data.test_images[:n], "label": data.test_labels[:n],
+            "human_probs": probs[:n].astype(np.float32)}
+  folds = fold_assignment(n, config.num_folds, config.seed)
+  held_out = _take(arrays, np.flatnonzero(folds == config.fold))
+  train = _take(arrays, np.flatnonzero(folds != config.fold))
+  train = _take(train, _subset(len(train["label"]), config.train_subset, config.seed, 1))
+  return {"train": train, "validation": held_out, "test": held_out}
+
+
 def load_training_splits(config) -> dict[str, dict[str, np.ndarray]]:
-  """{'train', 'validation', 'test'} -> {'image': uint8 [n, 32, 32, 3], 'label': int32 [n]}."""
+  """{'train', 'validation', 'test'} -> {'image': uint8 [n, 32, 32, 3], 'label': int32 [n]}
+  (+ 'human_probs' float32 [n, 10] when fine-tuning on CIFAR-10H folds)."""
   data = cifar10.load_cifar10(config.data_dir)
+  if config.num_folds:
+    return _fold_splits(config, data)
   train_idx, val_idx = input_pipeline.train_validation_split(
       len(data.train_labels), config.num_validation, config.seed)
   train_idx = train_idx[_subset(len(train_idx), config.train_subset, config.seed, 1)]

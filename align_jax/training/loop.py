@@ -47,6 +47,10 @@ def validate_config(config) -> None:
        f"warmup_epochs={config.warmup_epochs} must be in [0, num_epochs={config.num_epochs})")
   need(config.train_subset >= 0, f"train_subset={config.train_subset} must be >= 0 (0 = all)")
   need(config.test_subset >= 0, f"test_subset={config.test_subset} must be >= 0 (0 = all)")
+  need(config.num_folds == 0 or config.num_folds >= 2,
+       f"num_folds={config.num_folds} must be 0 (CIFAR-10 training) or >= 2")
+  need(0 <= config.fold < max(config.num_folds, 1),
+       f"fold={config.fold} must be in 0..{max(config.num_folds - 1, 0)}")
   need(config.log_every_steps > 0, f"log_every_steps={config.log_every_steps} must be > 0")
   need(config.keep_checkpoints > 0, f"keep_checkpoints={config.keep_checkpoints} must be > 0")
   need(config.sample_every_steps >= 0,

@@ -2,6 +2,7 @@
 
 import os
 
+import jax
 import matplotlib
 import numpy as np
 
@@ -26,3 +27,14 @@ def save_png(grid: np.ndarray, directory: str, name: str) -> str:
   path = os.path.join(directory, f"{name}.png")
   plt.imsave(path, np.repeat(np.repeat(grid, 4, axis=0), 4, axis=1))
   return path
+
+
+def vae_grids(model, variables, images: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
+  """Grids of images [n, 32, 32, 3] on [0, 1] beside their reconstructions, and of n prior
+  samples decoded from a fixed key: {'reconstructions', 'prior_samples'}."""
+  reconstruction, _ = model.apply(variables, images, train=False)
+  z = jax.random.normal(jax.random.key(seed), (len(images), model.latent_dim))
+  prior = model.apply(variables, z, method=model.decode)
+  pairs = np.stack([images, np.asarray(reconstruction)], axis=1).reshape(-1, *images.shape[1:])
+  return {"reconstructions": image_grid(pairs, 8),
+          "prior_samples": image_grid(np.asarray(prior), 8)}

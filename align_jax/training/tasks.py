@@ -10,7 +10,6 @@ import os
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from align_jax.data import input_pipeline
 from align_jax.training import metrics, objectives, samples
@@ -98,12 +97,7 @@ class VAETask(_ImageTask):
     """Writes test images beside their reconstructions, and prior samples (fixed key)."""
     prep = input_pipeline.PREPROCESSING[self.preprocessing]
     images = input_pipeline.preprocess(examples["image"][:self.num_grid_images], prep, None)
-    reconstruction, _ = model.apply(variables, images, train=False)
-    z = jax.random.normal(jax.random.key(0), (self.num_grid_images, model.latent_dim))
-    prior = model.apply(variables, z, method=model.decode)
-    pairs = np.stack([images, np.asarray(reconstruction)], axis=1).reshape(-1, *images.shape[1:])
-    grids = {"reconstructions": samples.image_grid(pairs, 8),
-             "prior_samples": samples.image_grid(np.asarray(prior), 8)}
+    grids = samples.vae_grids(model, variables, images)
     writer.write_images(step, {f"samples/{k}": v[None] for k, v in grids.items()})
     if jax.process_index() == 0:
       for name, grid in grids.items():

@@ -17,6 +17,10 @@ def training_config() -> ml_collections.ConfigDict:
   config.num_validation = 5000  # seeded hold-out of the training split for model selection
   config.train_subset = 0  # train on this many images (0 = all remaining)
   config.test_subset = 0  # report on the first N test images (0 = all 10,000)
+  # CIFAR-10H fine-tuning: train on k-1 of num_folds folds of the test images, hold out `fold`
+  # (0 = ordinary CIFAR-10 training; experiments.finetune_cifar10h sets these).
+  config.num_folds = 0
+  config.fold = 0
   # Optimisation: AdamW, linear warm-up then cosine decay; no decay on BatchNorm/bias.
   config.batch_size = 128  # global, split over all devices
   config.eval_batch_size = 500
@@ -45,8 +49,15 @@ SMOKE = dict(num_validation=256, train_subset=512, test_subset=256, batch_size=6
 def apply_variant(config: ml_collections.ConfigDict, arg: str | None,
                   **smoke_overrides) -> ml_collections.ConfigDict:
   """Applies the ':smoke' variant (tiny data, a few steps; per-model overrides on top)."""
-  if arg == "smoke":
-    config.update(dict(SMOKE, **smoke_overrides))
+  return choose_variant(config, arg, {"smoke": dict(SMOKE, **smoke_overrides)})
+
+
+def choose_variant(config: ml_collections.ConfigDict, arg: str | None,
+                   variants: dict[str, dict]) -> ml_collections.ConfigDict:
+  """Updates `config` with variants[arg] (nothing when arg is empty); unknown names fail."""
+  if arg in variants:
+    config.update(variants[arg])
   elif arg:
-    raise ValueError(f"Unknown config variant {arg!r}; use ':smoke' or nothing.")
+    raise ValueError(f"Unknown config variant {arg!r}; use one of "
+                     f"{[':' + v for v in variants]} or nothing.")
   return config

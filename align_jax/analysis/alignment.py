@@ -1,0 +1,88 @@
+"""Representational alignment statistics of one model RDM against the human RDM, per-fold
+scores, class-level RSA, Holm's correction and summaries across training seeds. Arrays in,
+JSON-ready dicts out."""
+
+import itertools
+import re
+
+import numpy as np
+
+from align_jax import rsa
+
+SEED_SUFFIX = re.compile(r"^(.*)-seed\d+$")  # labels 'philnet-seed0', 'philnet-seed1' group
+
+
+def holm(p_values) -> list[float]:
+  """Holm-Bonferroni step-down adjusted p-values (same order as given).
+
+  Five lines of numpy rather than a statsmodels dependency for one function.
+  """
+  p = np.asarray(p_values, np.float64)
+  order = np.argsort(p)
+  adjusted = np.maximum.accumulate((len(p) - np.arange(len(p))) * p[order])
+  out = np.empty_like(p)
+  out[order] = np.minimum(adjusted, 1.0)
+  return out.tolist()
+
+
+def rdm_statistics(model_rdm: np.ndarray, human_rdm: np.ndarray, methods: list[str],
+                   ceilings: dict[str, float], *, n_bootstrap: int, n_permutations: int,
+                   seed: int) -> dict[str, dict]:
+  """For each method: the score on all images, its bootstrap CI over images (percentile, 95%),
+  the permutation p-value (one-sided: more similar than chance) and the fraction of the noise
+  ceiling. Resample counts of 0 skip the CI or the p-value (reported as None)."""
+  out = {}
+  for method in methods:
+    estimate = rsa.compare(model_rdm, human_rdm, method)
+    entry = {"estimate": estimate, "ci_low": None, "ci_high": None, "p_permutation": None,
+             "n_bootstrap": n_bootstrap, "n_permutations": n_permutations,
+             "fraction_of_ceiling": estimate / ceilings[method] if ceilings[method] else None}
+    if n_bootstrap:
+      boot = rsa.bootstrap(model_rdm, human_rdm, method, n_resamples=n_bootstrap, seed=seed)
+      entry.update(ci_low=boot.ci_low, ci_high=boot.ci_high)
+    if n_permutations:
+      entry["p_permutation"] = rsa.permutation_test(
+          model_rdm, human_rdm, method, n_permutations=n_permutations, seed=seed).p_value
+    out[method] = entry
+  return out
+
+
+def fold_statistics(fold_features: list[np.ndarray], fold_human_probs: list[np.ndarray],
+                    metric: str, methods: list[str]) -> dict[str, dict]:
+  """RSA within each fold's held-out images, then mean and standard deviation over folds."""
+  out = {}
+  for method in methods:
+    scores = [rsa.rsa_score(f, h, metric=metric, method=method)
+              for f, h in zip(fold_features, fold_human_probs)]
+    out[method] = {"mean": float(np.mean(scores)), "std": float(np.std(scores)),
+                   "per_fold": [float(s) for s in scores]}
+  return out
+
+
+def class_statistics(model_class_rdm: np.ndarray, human_class_rdm: np.ndarray,
+                     methods: list[str]) -> dict[str, float]:
+  """Rank correlations between class-level RDMs (45 class pairs for CIFAR-10)."""
+  return {method: rsa.compare(model_class_rdm, human_class_rdm, method) for method in methods}
+
+
+def seed_summary(rsa_rows: list[dict], behaviours: dict[str, dict]) -> list[dict]:
+  """Mean and standard deviation across seeds for labels named '<group>-seed<k>'."""
+  groups = {}
+  for label in {r["model"] for r in rsa_rows}:
+    match = SEED_SUFFIX.match(label)
+    if match:
+      groups.setdefault(match.group(1), []).append(label)
+  out = []
+  for group, labels in sorted(g for g in groups.items() if len(g[1]) > 1):
+    for (layer, method), rows in itertools.groupby(
+        sorted((r for r in rsa_rows if r["model"] in labels and r["pooled"]),
+               key=lambda r: (r["layer"], r["method"])), key=lambda r: (r["layer"], r["method"])):
+      values = [r["estimate"] for r in rows]
+      out.append({"group": group, "layer": layer, "method": method, "n_seeds": len(values),
+                  "mean": float(np.mean(values)), "std": float(np.std(values, ddof=1))})
+    for key in ("accuracy", "human_cross_entropy", "human_kl"):
+      values = [behaviours[l][key] for l in labels if l in behaviours]
+      if values:
+        out.append({"group": group, "layer": "behaviour", "method": key, "n_seeds": len(values),
+                    "mean": float(np.mean(values)), "std": float(np.std(values, ddof=1))})
+  return out

@@ -1,0 +1,130 @@
+"""report.md of an alignment run, rendered from results.json's content (nothing recomputed)."""
+
+from align_jax.analysis.plots import CLASS_NAMES
+
+CITATION = (
+    "Human judgements: CIFAR-10H, J. C. Peterson, R. M. Battleday, T. L. Griffiths and O. "
+    "Russakovsky, *Human uncertainty makes classification more robust*, ICCV 2019; data licensed "
+    "CC BY-NC-SA 4.0 (github.com/jcpeterson/cifar-10h). Images: CIFAR-10, A. Krizhevsky, "
+    "*Learning multiple layers of features from tiny images*, 2009.")
+
+
+def _num(value, digits: int = 3) -> str:
+  return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _ci(row: dict) -> str:
+  return "–" if row.get("ci_low") is None else f"[{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+  lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+  return lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+
+
+def _pairs(pairs) -> str:
+  return ", ".join(f"{CLASS_NAMES[i]}↔{CLASS_NAMES[j]} {rate:.3f}" for i, j, rate in pairs[:3])
+
+
+def _data_lines(results: dict) -> list[str]:
+  data = results["provenance"]["data"]
+  lines = [f"- Images: the first {results['n_images']:,} CIFAR-10 test images (official order); "
+           f"RDM metric `{results['metric']}`; methods {', '.join(results['methods'])}; "
+           f"seed {results['provenance']['seed']}.",
+           f"- Data directory: `{data['data_dir']}`."]
+  if data["cifar10_stand_in"]:
+    lines.insert(0, "> **CIFAR-10 (JPEG stand-in).** The images were decoded from JPEG copies of "
+                 "CIFAR-10 (the data directory's PROVENANCE.json says so): every number here is "
+                 "an estimate of the figure on the official archive.\n")
+  return lines
+
+
+def _summary(results: dict) -> list[str]:
+  """One row per model and pooled layer: the numbers the study is about."""
+  by_key = {}
+  for r in results["rsa"]:
+    by_key.setdefault((r["model"], r["layer"]), {})[r["method"]] = r
+  rows = []
+  for (model, layer), per_method in by_key.items():
+    cells = [model, layer]
+    for method in results["methods"][:2]:
+      r = per_method[method]
+      cells += [f"{_num(r['estimate'])} {_ci(r)}", _num(r["fraction_of_ceiling"])]
+    first = per_method[results["methods"][0]]
+    cells.append(_num(first["p_permutation"], 4))
+    b = results["behaviour"].get(model)
+    cells += ([_num(b["accuracy"]), _num(b["human_cross_entropy"]), _num(b["human_kl"]),
+               _num(b["error_consistency"]["kappa"])] if b else ["–"] * 4)
+    rows.append(cells)
+  header = ["model", "layer"]
+  for method in results["methods"][:2]:
+    header += [f"{method} [95% CI]", "÷ ceiling"]
+  header += ["perm. p", "accuracy", "CE", "KL", "kappa"]
+  return _table(header, rows)
+
+
+def render(results: dict) -> str:
+  """The markdown report: data, noise ceiling, alignment, folds, behaviour, comparisons."""
+  out = ["# align_jax alignment report", ""] + _data_lines(results) + [""]
+  out += ["## Human noise ceiling (split-half, Spearman-Brown)", ""]
+  out += _table(["method", "r_half", "± sd", "r_full", "ceiling"],
+                [[m, _num(c["r_half"]), _num(c["r_half_std"]), _num(c["r_full"]),
+                  _num(c["ceiling"])] for m, c in results["noise_ceiling"].items()])
+  out += ["", "## Alignment with CIFAR-10H", "",
+          "RDM correlation with the per-image human RDM on all images (bootstrap 95% CI over "
+          "images; permutation p, one-sided), as a fraction of the noise ceiling; behaviour "
+          "against CIFAR-10 labels and human label distributions (CE and KL = CE - human entropy "
+          "floor, nats; kappa = error consistency). Fine-tuned models use pooled out-of-fold "
+          "predictions (`probs`).", ""]
+  out += _summary(results)
+  out += ["", f"![alignment]({results['figures']['alignment']})", ""]
+  if results["rsa_folds"]:
+    out += ["## Within-fold RSA (fine-tuning folds)", "",
+            "Each fold's held-out images only, mean ± sd over folds. `pooled=False` rows are the "
+            "k fine-tuned networks' own features; other rows score the same models on the same "
+            "folds for comparison.", ""]
+    out += _table(["model", "layer", "own fold networks"] + results["methods"],
+                  [[r["model"], r["layer"], "yes" if not r["pooled"] else "no"] +
+                   [f"{r[m]['mean']:.3f} ± {r[m]['std']:.3f}" for m in results["methods"]]
+                   for r in results["rsa_folds"]])
+    out.append("")
+  out += ["## Class-level RSA and CKA", ""]
+  cka = {(r["model"], r["layer"]): r["linear_cka"] for r in results["cka"]}
+  out += _table(["model", "layer"] + [f"class {m}" for m in results["methods"]] +
+                ["linear CKA vs human probs"],
+                [[r["model"], r["layer"]] + [_num(r[m]) for m in results["methods"]] +
+                 [_num(cka[r["model"], r["layer"]])] for r in results["class_rsa"]])
+  out += ["", f"![class MDS]({results['figures']['mds_classes']})", ""]
+  if results["behaviour"]:
+    out += ["## Behaviour", ""]
+    out += _table(["model", "accuracy", "vs human majority", "CE", "floor", "KL", "ECE",
+                   "kappa [95% CI]", "most confused (model)"],
+                  [[m, _num(b["accuracy"]), _num(b["accuracy_vs_human_majority"]),
+                    _num(b["human_cross_entropy"]), _num(b["human_entropy_floor"], 4),
+                    _num(b["human_kl"]), _num(b["ece"]),
+                    f"{_num(b['error_consistency']['kappa'])} {_ci(b['error_consistency'])}",
+                    _pairs(b["most_confused"])] for m, b in results["behaviour"].items()])
+    first = next(iter(results["behaviour"].values()))
+    out += ["", f"Humans' most confused pairs: {_pairs(first['human_most_confused'])}.", ""]
+  if results["comparisons"]:
+    out += ["## Model differences (paired bootstrap, Holm-corrected)", ""]
+    out += _table(["a", "b", "method", "a - b [95% CI]", "p", "p (Holm)"],
+                  [[c["a"], c["b"], c["method"], f"{_num(c['difference'])} {_ci(c)}",
+                    _num(c["p_value"], 4), _num(c["p_holm"], 4)] for c in results["comparisons"]])
+    out.append("")
+  if results["seeds"]:
+    out += ["## Across training seeds", ""]
+    out += _table(["group", "layer", "measure", "seeds", "mean ± sd"],
+                  [[s["group"], s["layer"], s["method"], s["n_seeds"],
+                    f"{s['mean']:.3f} ± {s['std']:.3f}"] for s in results["seeds"]])
+    out.append("")
+  out += ["## Figures", ""]
+  out += [f"![{name}]({path})" for name, path in results["figures"].items()
+          if name not in ("alignment", "mds_classes")]
+  software = results["provenance"]["software"]
+  out += ["", "## Provenance", "",
+          "- Software: " + ", ".join(f"{k} {v}" for k, v in software.items()) + "."]
+  out += [f"- `{label}`: {m['model']} from `{m['workdir']}`, checkpoint step(s) "
+          f"{m['checkpoint_steps']} ({m['source']})." for label, m in results["models"].items()]
+  out += ["", CITATION, ""]
+  return "\n".join(out)

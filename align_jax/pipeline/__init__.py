@@ -1,0 +1,1 @@
+"""Orchestration: the fine-tuning protocol, the alignment run and the whole study."""

@@ -1,0 +1,28 @@
+"""Fine-tuning a CIFAR-10 classifier on CIFAR-10H soft labels, k-fold over the test images
+(Peterson et al., ICCV 2019), with the CIFAR-10 hard labels of the same images as the control.
+
+Full protocol (10 folds of the 10,000 test images, 10 epochs per fold, AdamW lr 1e-4):
+  python -m experiments.finetune_cifar10h --workdir=F --config.init_from=W_PHILNET
+Quick (1,000 images, 5 folds, 2 epochs; a few minutes on 2 CPU cores): append ':quick'.
+The model kind comes from init_from's config.json; its best checkpoint is the start.
+"""
+
+from experiments.configs import common
+
+
+def get_config(arg: str | None = None):
+  config = common.training_config()
+  for field in ("model", "model_kwargs", "task", "task_kwargs", "fold"):  # set per fold
+    del config[field]
+  config.init_from = ""  # the CIFAR-10 training workdir to start from (required)
+  config.num_folds = 10
+  config.targets = "cifar10h,cifar10"  # soft human labels; hard CIFAR-10 labels (control)
+  config.layers = "penultimate,logits"  # features kept per fold for within-fold RSA
+  config.num_epochs = 10
+  config.learning_rate = 1e-4
+  config.warmup_epochs = 0.0
+  config.keep_checkpoints = 1
+  config.log_every_steps = 20
+  return common.choose_variant(config, arg, {"quick": dict(
+      test_subset=1000, num_folds=5, num_epochs=2, batch_size=64, eval_batch_size=200,
+      log_every_steps=10)})

@@ -1,0 +1,19 @@
+"""Fine-tune a CIFAR-10 classifier on CIFAR-10H soft labels, k-fold over the test images, with
+the hard-label control; out-of-fold predictions and features feed experiments.align.
+
+  python -m experiments.finetune_cifar10h --workdir=F --config.init_from=W_PHILNET \
+      [--config=experiments/configs/finetune_cifar10h.py[:quick]]
+"""
+
+from experiments import main
+from experiments.configs import finetune_cifar10h
+
+
+def _summary(summary: dict) -> str:
+  return "done: " + "; ".join(
+      f"{target}: held-out accuracy per fold {[round(a, 3) for a in info['held_out_accuracy']]}"
+      for target, info in summary["targets"].items())
+
+
+if __name__ == "__main__":
+  main.run(finetune_cifar10h, "align_jax.pipeline.finetune:finetune_cifar10h", _summary)

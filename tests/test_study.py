@@ -1,0 +1,236 @@
+"""The alignment study end to end on synthetic data: fine-tuning folds, the alignment run's files
+and numbers (recomputed independently from the saved RDMs), the study's stage skipping."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import scipy.stats
+from scipy.spatial import distance
+
+from align_jax.analysis import alignment
+from align_jax.data import splits
+from align_jax.errors import InputError
+from align_jax.pipeline import align, finetune, outputs, representations, study
+from experiments.configs import align as align_configs
+from experiments.configs import study as study_configs
+from tests import conftest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY_TRAINING = dict(num_validation=60, train_subset=0, test_subset=60, batch_size=60,
+                     eval_batch_size=60, num_epochs=1, warmup_epochs=0.0, log_every_steps=2)
+NUM_IMAGES = 120
+
+
+def tiny_study_config(data_dir: str):
+  """PhilNet and the VAE on the fake archive, fine-tuning in 2 folds of 120 images."""
+  config = study_configs.get_config("quick")
+  config.data_dir = data_dir
+  config.architectures = "philnet,vae"
+  config.num_seeds = 1
+  config.philnet.update(TINY_TRAINING)
+  config.vae.update(TINY_TRAINING)
+  config.vae.model_kwargs.latent_dim = 8
+  config.finetune.update(dict(test_subset=NUM_IMAGES, num_folds=2, num_epochs=1, batch_size=40,
+                              eval_batch_size=40, log_every_steps=2))
+  config.align.update(dict(num_images=NUM_IMAGES, n_bootstrap=4, n_permutations=4,
+                           n_ceiling_splits=2, n_kappa_resamples=10, figure_images=40,
+                           batch_size=50))
+  return config
+
+
+@pytest.fixture(scope="module")
+def finished_study(tmp_path_factory):
+  root = str(tmp_path_factory.mktemp("study"))
+  *_, test_labels = conftest.write_fake_archive(root, test_size=10_000)
+  conftest.write_fake_cifar10h(root, test_labels)
+  with open(os.path.join(root, "PROVENANCE.json"), "w") as f:
+    json.dump({"cifar10": {"stand_in": True}}, f)
+  workdir = os.path.join(root, "out")
+  config = tiny_study_config(root)
+  results = study.run_study(config, workdir)
+  return config, workdir, results
+
+
+def test_study_writes_every_output(finished_study):
+  _, workdir, results = finished_study
+  labels = {"philnet-seed0", "vae-seed0", "philnet_cifar10h",
+            "philnet_cifar10h_control"}
+  assert set(results["models"]) == labels
+  for name in ("results.json", "report.md", "stages.json"):
+    assert os.path.getsize(os.path.join(workdir, name)) > 0, name
+  assert any(f.startswith("events.out.tfevents") for f in os.listdir(workdir))
+  figures = set(os.listdir(os.path.join(workdir, "figures")))
+  expected = {"alignment.png", "mds_classes.png", "reconstructions_vae-seed0.png",
+              "prior_samples_vae-seed0.png"}
+  for label in labels:
+    expected.add(f"rdms_{label}.png")
+    if not label.startswith("vae"):
+      expected |= {f"confusion_{label}.png", f"error_matrix_{label}.png"}
+  assert expected <= figures, expected - figures
+  rdms = set(os.listdir(os.path.join(workdir, "rdms")))
+  for name in ["human__images", "human__classes", "philnet-seed0__penultimate",
+               "philnet-seed0__logits", "philnet-seed0__probs", "vae-seed0__latent_mean",
+               "philnet_cifar10h__probs", "philnet_cifar10h_control__probs"]:
+    assert {f"{name}.npy", f"{name}.json"} <= rdms, name
+  report = open(os.path.join(workdir, "report.md")).read()
+  for figure in results["figures"].values():
+    assert f"]({figure})" in report
+  assert "CC BY-NC-SA 4.0" in report and "CIFAR-10 (JPEG stand-in)" in report
+  provenance = results["provenance"]
+  assert provenance["software"]["jax"] and provenance["seed"] == 0
+  assert results["models"]["philnet-seed0"]["checkpoint_steps"] == [4]  # 240 images / 60
+  assert results["seeds"] == []  # one seed: nothing to summarise
+
+
+def test_results_match_scipy_on_the_saved_rdms(finished_study):
+  _, workdir, results = finished_study
+  human = np.load(os.path.join(workdir, "rdms", "human__images.npy"))
+  n = results["n_images"]
+  assert human.shape == (n * (n - 1) // 2,)
+  checked = 0
+  for row in results["rsa"]:
+    model = np.load(os.path.join(workdir, row["rdm_file"]))
+    if row["method"] == "spearman":
+      expected = scipy.stats.spearmanr(model, human).statistic
+    else:  # rho-a: 12 sum (r_a - m)(r_b - m) / (N^3 - N) on average ranks
+      num = len(model)
+      centred = [scipy.stats.rankdata(v) - (num + 1) / 2 for v in (model, human)]
+      expected = 12 * np.dot(*centred) / (num ** 3 - num)
+    assert row["estimate"] == pytest.approx(expected, abs=1e-9), row
+    assert row["ci_low"] <= row["ci_high"] and 0 < row["p_permutation"] <= 1
+    ceiling = results["noise_ceiling"][row["method"]]["ceiling"]
+    assert row["fraction_of_ceiling"] == pytest.approx(row["estimate"] / ceiling)
+    checked += 1
+  assert checked == 2 * 6  # 2 methods x (PhilNet's 3 layers + VAE + 2 fine-tuned probs)
+  sidecar = json.load(open(os.path.join(workdir, "rdms", "philnet-seed0__probs.json")))
+  assert sidecar["metric"] == "correlation" and sidecar["n_images"] == n
+  human_classes = np.load(os.path.join(workdir, "rdms", "human__classes.npy"))
+  for row in results["class_rsa"]:
+    model = np.load(os.path.join(workdir, "rdms", f"{row['model']}__{row['layer']}__classes.npy"))
+    assert row["spearman"] == pytest.approx(
+        scipy.stats.spearmanr(model, human_classes).statistic, abs=1e-9)
+
+
+def test_human_rdm_file_is_scipy_pdist_of_cifar10h(finished_study):
+  config, workdir, _ = finished_study
+  probs = np.load(os.path.join(config.data_dir, "cifar10h", "cifar10h-probs.npy"))[:NUM_IMAGES]
+  np.testing.assert_allclose(np.load(os.path.join(workdir, "rdms", "human__images.npy")),
+                             distance.pdist(probs, "correlation"), atol=1e-6)
+
+
+def test_out_of_fold_predictions_come_from_the_fold_that_held_each_image_out(finished_study):
+  _, workdir, _ = finished_study
+  ft = os.path.join(workdir, "finetune")
+  marker = finetune.read_marker(ft)
+  with np.load(os.path.join(ft, "cifar10h", finetune.OUT_OF_FOLD_FILE)) as arrays:
+    folds, probs = arrays["folds"], arrays["probs"]
+  np.testing.assert_array_equal(folds, splits.fold_assignment(NUM_IMAGES, 2, marker["seed"]))
+  data = splits.cifar10.load_cifar10(os.path.dirname(workdir))
+  for fold in range(2):
+    trained = representations.features.load_trained(
+        os.path.join(ft, "cifar10h", f"fold_{fold:02d}"), "latest")
+    held_out = np.flatnonzero(folds == fold)
+    logits = representations.features.extract_features(
+        trained, data.test_images[held_out], ["logits"])["logits"]
+    np.testing.assert_allclose(probs[held_out], representations.softmax(logits), atol=1e-5)
+
+
+def test_kfold_training_never_sees_its_held_out_images(fake_study_data_dir):
+  config = study_configs.get_config("quick").finetune
+  config.data_dir = fake_study_data_dir
+  config.test_subset, config.num_folds = 90, 3
+  seen = np.zeros(90, int)
+  data = splits.cifar10.load_cifar10(fake_study_data_dir)
+  key = lambda images: {bytes(image) for image in images}
+  for fold in range(3):
+    config.fold = fold
+    split = splits.load_training_splits(config)
+    assert not key(split["train"]["image"]) & key(split["test"]["image"])
+    assert len(split["train"]["label"]) + len(split["test"]["label"]) == 90
+    held = [i for i in range(90) if bytes(data.test_images[i]) in key(split["test"]["image"])]
+    seen[held] += 1
+    probs = split["test"]["human_probs"]
+    np.testing.assert_allclose(probs.sum(axis=1), 1, atol=1e-6)
+  np.testing.assert_array_equal(seen, 1)  # every image is held out exactly once
+
+
+def test_rerun_skips_finished_stages_and_refuses_changed_ones(finished_study):
+  config, workdir, results = finished_study
+  stages = os.path.join(workdir, "stages.json")
+  before = os.path.getmtime(stages)
+  again = study.run_study(config, workdir)
+  assert again["rsa"] == results["rsa"] and os.path.getmtime(stages) == before
+  changed = config.copy_and_resolve_references()
+  changed.philnet.learning_rate = 0.5
+  with pytest.raises(InputError, match="different config"):
+    study.run_study(changed, workdir)
+
+
+def test_seed_summary_gives_mean_and_spread_across_seed_labels():
+  rows = [{"model": m, "layer": "penultimate", "method": "spearman", "pooled": True,
+           "estimate": e} for m, e in (("philnet-seed0", 0.3), ("philnet-seed1", 0.5),
+                                       ("vae-seed0", 0.1))]
+  behaviours = {m: {"accuracy": a, "human_cross_entropy": 1.0, "human_kl": 0.8}
+                for m, a in (("philnet-seed0", 0.6), ("philnet-seed1", 0.7))}
+  summary = alignment.seed_summary(rows, behaviours)
+  by_measure = {s["method"]: s for s in summary}
+  assert {s["group"] for s in summary} == {"philnet"}  # one vae seed: nothing to summarise
+  assert by_measure["spearman"]["mean"] == pytest.approx(0.4)
+  assert by_measure["spearman"]["std"] == pytest.approx(np.std([0.3, 0.5], ddof=1))
+  assert by_measure["accuracy"]["mean"] == pytest.approx(0.65)
+
+
+def test_a_data_directory_without_provenance_is_not_marked_as_stand_in(tmp_path):
+  assert not outputs.data_provenance(str(tmp_path))["cifar10_stand_in"]
+
+
+def test_holm_matches_hand_computed_adjustment():
+  # sorted p: 0.005*4 = 0.02, 0.01*3 = 0.03, 0.03*2 = 0.06, max(0.04*1, 0.06) = 0.06
+  assert alignment.holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+  assert alignment.holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+
+
+def test_fold_assignment_is_balanced_and_seeded():
+  folds = splits.fold_assignment(103, 10, seed=3)
+  assert sorted(np.bincount(folds)) == [10] * 7 + [11] * 3
+  np.testing.assert_array_equal(folds, splits.fold_assignment(103, 10, seed=3))
+  assert not np.array_equal(folds, splits.fold_assignment(103, 10, seed=4))
+  with pytest.raises(InputError, match="num_folds"):
+    splits.fold_assignment(5, 10, seed=0)
+
+
+def test_bad_model_entries_and_config_are_explained(tmp_path):
+  with pytest.raises(InputError, match="label=WORKDIR"):
+    representations.parse_models("philnet")
+  with pytest.raises(InputError, match="not a training or fine-tuning workdir"):
+    representations.parse_models(f"philnet={tmp_path}")
+  config = align_configs.get_config("quick")
+  config.update(dict(models=f"a={tmp_path}", metric="manhattan", methods="spearman,pearsonr",
+                     data_dir=str(tmp_path)))
+  with pytest.raises(InputError) as error:
+    align.run_alignment(config, str(tmp_path / "out"))
+  assert "metric='manhattan'" in str(error.value) and "pearsonr" in str(error.value)
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
+  path = str(tmp_path / "results.json")
+  outputs.atomic_write_json(path, {"a": 1})
+  with pytest.raises(TypeError):
+    outputs.atomic_write_json(path, {"a": object()})
+  assert json.load(open(path)) == {"a": 1}
+
+
+def test_align_entry_point_fails_without_traceback(tmp_path):
+  proc = subprocess.run(
+      [sys.executable, "-m", "experiments.align", f"--workdir={tmp_path}",
+       f"--config.models=philnet={tmp_path}/missing", f"--config.data_dir={tmp_path}"],
+      cwd=ROOT, capture_output=True, text=True, check=False)
+  assert proc.returncode != 0
+  assert "error: philnet=" in proc.stderr and "Traceback" not in proc.stderr
+  help_text = subprocess.run([sys.executable, "-m", "experiments.run_study", "--help"],
+                             cwd=ROOT, capture_output=True, text=True, check=False).stdout
+  assert "--workdir:" in help_text and "finetune_architecture" in help_text
