@@ -90,6 +90,11 @@ def _reduce(x, reduction: str, max_dims: int, seed: int):
   return jax.ops.segment_sum((flat * sign).T, bucket, num_segments=max_dims).T
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+  """Class probabilities [n, classes] from logits, computed in float64 so rows sum to 1."""
+  return np.asarray(jax.nn.softmax(np.asarray(logits, np.float64), axis=-1))
+
+
 def extract_features(trained: TrainedModel, images: np.ndarray, layers: list[str], *,
                      batch_size: int = 500, reduction: str = "mean", max_dims: int = 4096,
                      seed: int = 0) -> dict[str, np.ndarray]:

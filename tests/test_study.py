@@ -136,7 +136,7 @@ def test_out_of_fold_predictions_come_from_the_fold_that_held_each_image_out(fin
     held_out = np.flatnonzero(folds == fold)
     logits = representations.features.extract_features(
         trained, data.test_images[held_out], ["logits"])["logits"]
-    np.testing.assert_allclose(probs[held_out], representations.softmax(logits), atol=1e-5)
+    np.testing.assert_allclose(probs[held_out], representations.features.softmax(logits), atol=1e-5)
 
 
 def test_kfold_training_never_sees_its_held_out_images(fake_study_data_dir):

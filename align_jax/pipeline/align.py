@@ -14,7 +14,7 @@ from align_jax import features, rsa
 from align_jax.analysis import alignment, behaviour, plots, report
 from align_jax.data import cifar10, cifar10h
 from align_jax.errors import InputError
-from align_jax.pipeline import finetune, outputs, representations
+from align_jax.pipeline import finetune, outputs, representations, split_list
 from align_jax.rsa import checks
 
 RESULTS_FILE = "results.json"
@@ -27,8 +27,8 @@ def _check(config) -> None:
     problems.append(f"checkpoint={config.checkpoint!r} must be 'best' or 'latest'")
   if config.metric not in rsa.METRICS:
     problems.append(f"metric={config.metric!r} must be one of {rsa.METRICS}")
-  bad = [m for m in finetune.split_list(config.methods) if m not in rsa.METHODS]
-  if bad or not finetune.split_list(config.methods):
+  bad = [m for m in split_list(config.methods) if m not in rsa.METHODS]
+  if bad or not split_list(config.methods):
     problems.append(f"methods={config.methods!r} must list some of {rsa.METHODS}")
   for field in ("num_images", "n_bootstrap", "n_permutations", "n_kappa_resamples"):
     if config[field] < 0:
@@ -52,8 +52,8 @@ def _load_data(config):
 
 
 def _gather(config, models: dict[str, str], images: np.ndarray) -> list:
-  layers = {"classification": finetune.split_list(config.classifier_layers),
-            "vae": finetune.split_list(config.vae_layers)}
+  layers = {"classification": split_list(config.classifier_layers),
+            "vae": split_list(config.vae_layers)}
   reps = []
   for label, workdir in models.items():
     if finetune.is_finetune_workdir(workdir):
@@ -87,7 +87,7 @@ def _ceiling_band(ceiling) -> tuple[float, float]:
 def _comparisons(config, workdir: str, rsa_rows: list[dict], human_path: str) -> list[dict]:
   """Paired bootstrap of every pair of pooled targets of different models that share a layer,
   and of the first layers of two models that share none; Holm correction across that family."""
-  method = finetune.split_list(config.methods)[0]
+  method = split_list(config.methods)[0]
   rows = [r for r in rsa_rows if r["method"] == method and r["pooled"]]
   layers, first = {}, {}
   for r in rows:
@@ -223,7 +223,7 @@ def run_alignment(config, workdir: str) -> dict:
   """The whole alignment run (see README, 'Alignment'); returns results.json's content."""
   _check(config)
   models = representations.parse_models(config.models)
-  methods = finetune.split_list(config.methods)
+  methods = split_list(config.methods)
   images, labels, human_probs, counts = _load_data(config)
   n = len(labels)
   os.makedirs(workdir, exist_ok=True)

@@ -15,7 +15,6 @@ out_of_fold.npz` and `<workdir>/finetune.json`; rerunning skips finished folds.
 import json
 import os
 
-import jax
 import ml_collections
 import numpy as np
 from absl import logging
@@ -23,17 +22,13 @@ from absl import logging
 from align_jax import features
 from align_jax.data import cifar10, splits
 from align_jax.errors import InputError
+from align_jax.pipeline import split_list
 from align_jax.training import loop
 
 TARGETS = {"cifar10h": "human_probs", "cifar10": "label"}
 MARKER_FILE = "finetune.json"
 OUT_OF_FOLD_FILE = "out_of_fold.npz"
 PROTOCOL_FIELDS = ("targets", "layers")  # fields of the fine-tuning config, not of a fold's run
-
-
-def split_list(text: str) -> list[str]:
-  """'a, b,c' -> ['a', 'b', 'c']."""
-  return [item.strip() for item in text.split(",") if item.strip()]
 
 
 def is_finetune_workdir(workdir: str) -> bool:
@@ -88,7 +83,7 @@ def _collect_out_of_fold(fold_dirs: list[str], folds: np.ndarray, images: np.nda
     held_out = np.flatnonzero(folds == fold)
     wanted = sorted(set(layers) | {"logits"})
     outputs = features.extract_features(trained, images[held_out], wanted, batch_size=batch_size)
-    probs[held_out] = np.asarray(jax.nn.softmax(outputs["logits"].astype(np.float64), axis=-1))
+    probs[held_out] = features.softmax(outputs["logits"])
     for layer in layers:
       per_fold[layer].append(outputs[layer])
     steps.append(trained.step)

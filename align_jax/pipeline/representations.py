@@ -9,14 +9,13 @@ features of its held-out images.
 import dataclasses
 import os
 
-import jax
 import numpy as np
 from absl import logging
 
 from align_jax import features
 from align_jax.data import input_pipeline
 from align_jax.errors import InputError
-from align_jax.pipeline import finetune
+from align_jax.pipeline import finetune, split_list
 from align_jax.training import samples
 
 PROBS = "probs"  # a derived layer: softmax of the logits
@@ -40,7 +39,7 @@ class Representations:
 def parse_models(text: str) -> dict[str, str]:
   """'a=W1,b=W2' -> {'a': 'W1', 'b': 'W2'}, with clear errors for malformed entries."""
   models = {}
-  for entry in finetune.split_list(text):
+  for entry in split_list(text):
     label, sep, workdir = entry.partition("=")
     label, workdir = label.strip(), workdir.strip()
     if not sep or not label or not workdir:
@@ -60,10 +59,6 @@ def parse_models(text: str) -> dict[str, str]:
   return models
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-  return np.asarray(jax.nn.softmax(logits.astype(np.float64), axis=-1))
-
-
 def from_checkpoint(label: str, workdir: str, images: np.ndarray, layers: list[str],
                     config) -> Representations:
   """Features of every image from the workdir's `config.checkpoint` checkpoint."""
@@ -77,7 +72,7 @@ def from_checkpoint(label: str, workdir: str, images: np.ndarray, layers: list[s
   pooled = features.extract_features(trained, images, sorted(set(wanted)),
                                      batch_size=config.batch_size, reduction=config.reduction,
                                      max_dims=config.max_dims, seed=config.seed)
-  probs = softmax(pooled["logits"]) if classifier else None
+  probs = features.softmax(pooled["logits"]) if classifier else None
   if PROBS in layers:
     pooled[PROBS] = probs.astype(np.float32)
   grids = {}

@@ -15,7 +15,7 @@ import ml_collections
 from absl import logging
 
 from align_jax.errors import InputError
-from align_jax.pipeline import align, finetune, outputs
+from align_jax.pipeline import align, finetune, outputs, split_list
 from align_jax.training import loop
 
 STAGES_FILE = "stages.json"
@@ -44,7 +44,7 @@ def _stage(workdir: str, name: str, config: ml_collections.ConfigDict, run):
 
 
 def _check(config) -> list[str]:
-  archs = finetune.split_list(config.architectures)
+  archs = split_list(config.architectures)
   problems = [f"architecture {a!r} is not one of {ARCHITECTURES}" for a in archs
               if a not in ARCHITECTURES]
   if not archs:
