@@ -247,6 +247,22 @@ def test_bootstrap_interval_covers_the_population_value():
   assert covered >= 24, covered
 
 
+def test_bootstrap_methods_equals_one_bootstrap_per_method_with_the_same_seed():
+  rng = np.random.default_rng(11)
+  a = rsa.rdm(rng.standard_normal((40, 3)), "euclidean")
+  b = np.round(rsa.rdm(rng.standard_normal((40, 3)), "euclidean"), 1)  # ties
+  methods = ["spearman", "rho-a", "pearson"]
+  together = rsa.bootstrap_methods(a, b, methods, n_resamples=20, seed=5)
+  for method in methods:
+    alone = rsa.bootstrap(a, b, method, n_resamples=20, seed=5)
+    np.testing.assert_allclose(together[method].samples, alone.samples, rtol=1e-12)
+    assert together[method].estimate == pytest.approx(rsa.compare(a, b, method), abs=1e-12)
+    assert (together[method].ci_low, together[method].ci_high) == pytest.approx(
+        (alone.ci_low, alone.ci_high), abs=1e-12)
+  assert rsa.compare_methods(a, b, methods) == pytest.approx(
+      {m: rsa.compare(a, b, m) for m in methods}, abs=1e-12)
+
+
 def test_bootstrap_drops_self_pairs_and_counts_repeats():
   from align_jax.rsa.inference import resample_pairs  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)

@@ -31,15 +31,17 @@ def rdm_statistics(model_rdm: np.ndarray, human_rdm: np.ndarray, methods: list[s
   """For each method: the score on all images, its bootstrap CI over images (percentile, 95%),
   the permutation p-value (one-sided: more similar than chance) and the fraction of the noise
   ceiling. Resample counts of 0 skip the CI or the p-value (reported as None)."""
+  estimates = rsa.compare_methods(model_rdm, human_rdm, methods)
+  boots = (rsa.bootstrap_methods(model_rdm, human_rdm, methods, n_resamples=n_bootstrap,
+                                 seed=seed) if n_bootstrap else {})
   out = {}
   for method in methods:
-    estimate = rsa.compare(model_rdm, human_rdm, method)
+    estimate = estimates[method]
     entry = {"estimate": estimate, "ci_low": None, "ci_high": None, "p_permutation": None,
              "n_bootstrap": n_bootstrap, "n_permutations": n_permutations,
              "fraction_of_ceiling": estimate / ceilings[method] if ceilings[method] else None}
     if n_bootstrap:
-      boot = rsa.bootstrap(model_rdm, human_rdm, method, n_resamples=n_bootstrap, seed=seed)
-      entry.update(ci_low=boot.ci_low, ci_high=boot.ci_high)
+      entry.update(ci_low=boots[method].ci_low, ci_high=boots[method].ci_high)
     if n_permutations:
       entry["p_permutation"] = rsa.permutation_test(
           model_rdm, human_rdm, method, n_permutations=n_permutations, seed=seed).p_value

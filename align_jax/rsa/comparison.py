@@ -87,21 +87,43 @@ def _kendall(a: np.ndarray, b: np.ndarray, variant: str) -> float:
   return float(tau_b) * math.sqrt((total - tied[0]) * (total - tied[1])) / total
 
 
-def compare(a, b, method: str = "spearman") -> float:
-  """Similarity of two condensed RDMs a, b [N] (same pair order) by `method` (see module)."""
-  _check_method(method)
+def _condensed_pair(a, b) -> tuple[np.ndarray, np.ndarray]:
   va, vb = checks.as_condensed(a, "a"), checks.as_condensed(b, "b")
   if va.shape != vb.shape:
     raise InputError(f"RDMs differ in length: {va.size} vs {vb.size} pairs; they must describe "
                      "the same images in the same order.")
+  return va, vb
+
+
+def compare(a, b, method: str = "spearman") -> float:
+  """Similarity of two condensed RDMs a, b [N] (same pair order) by `method` (see module)."""
+  _check_method(method)
+  va, vb = _condensed_pair(a, b)
   if method in RANK_METHODS:
-    if checks.on_host():
-      return finish(method, *_rank_sums_host(va, vb))
-    from align_jax.rsa import xla  # pylint: disable=g-import-not-at-top
-    return finish(method, *xla.rank_sums(va, vb))
+    return finish(method, *_rank_sums(va, vb))
   if method in ("pearson", "cosine"):
     return _linear(va, vb, centre=method == "pearson")
   return _kendall(va, vb, method[-1])
+
+
+def compare_methods(a, b, methods) -> dict[str, float]:
+  """{method: compare(a, b, method)}; the rank methods share one ranking of a and b, so
+  Spearman and rho-a together cost what one of them does."""
+  for method in methods:
+    _check_method(method)
+  rank_methods = [m for m in methods if m in RANK_METHODS]
+  scores = {m: compare(a, b, m) for m in methods if m not in RANK_METHODS}
+  if rank_methods:
+    sums = _rank_sums(*_condensed_pair(a, b))
+    scores.update({m: finish(m, *sums) for m in rank_methods})
+  return {m: scores[m] for m in methods}
+
+
+def _rank_sums(va: np.ndarray, vb: np.ndarray) -> tuple[float, int, int, int]:
+  if checks.on_host():
+    return _rank_sums_host(va, vb)
+  from align_jax.rsa import xla  # pylint: disable=g-import-not-at-top
+  return xla.rank_sums(va, vb)
 
 
 def _rank_source(source: rdm_lib.PairSource):

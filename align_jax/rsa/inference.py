@@ -78,14 +78,15 @@ def _report(what: str, done: int, total: int, start: float) -> None:
 
 
 def _resampled_scores(vectors, n, method, n_resamples, seed, score_fn):
+  """score_fn(resampled vectors, method) for each resample: [n_resamples, ...] and s/resample."""
   rng = np.random.default_rng(seed)
-  samples = np.empty(n_resamples)
+  samples = []
   start = time.perf_counter()
   for r in range(n_resamples):
     index, weights = resample_pairs(n, rng)
-    samples[r] = score_fn({k: np.repeat(v[index], weights) for k, v in vectors.items()}, method)
+    samples.append(score_fn({k: np.repeat(v[index], weights) for k, v in vectors.items()}, method))
     _report("bootstrap resamples", r + 1, n_resamples, start)
-  return samples, (time.perf_counter() - start) / n_resamples
+  return np.asarray(samples, np.float64), (time.perf_counter() - start) / n_resamples
 
 
 def bootstrap(rdm_a, rdm_b, method: str = "spearman", *, n_resamples: int = 1000,
@@ -97,6 +98,23 @@ def bootstrap(rdm_a, rdm_b, method: str = "spearman", *, n_resamples: int = 1000
   samples, seconds = _resampled_scores(vectors, n, method, n_resamples, seed, score)
   low, high = np.quantile(samples, [(1 - ci) / 2, (1 + ci) / 2])
   return BootstrapResult(score(vectors, method), float(low), float(high), samples, seconds)
+
+
+def bootstrap_methods(rdm_a, rdm_b, methods, *, n_resamples: int = 1000, seed: int = 0,
+                      ci: float = 0.95) -> dict[str, BootstrapResult]:
+  """bootstrap() for several methods over the same resamples (identical to calling it per method
+  with the same seed); the rank methods share each resample's ranking."""
+  _check_counts(n_resamples, ci)
+  methods = list(methods)
+  vectors, n = _condensed({"a": rdm_a, "b": rdm_b})
+  score = lambda v, ms: list(compare_lib.compare_methods(v["a"], v["b"], ms).values())
+  samples, seconds = _resampled_scores(vectors, n, methods, n_resamples, seed, score)
+  estimates = score(vectors, methods)
+  out = {}
+  for k, method in enumerate(methods):
+    low, high = np.quantile(samples[:, k], [(1 - ci) / 2, (1 + ci) / 2])
+    out[method] = BootstrapResult(estimates[k], float(low), float(high), samples[:, k], seconds)
+  return out
 
 
 def paired_bootstrap(rdm_a1, rdm_a2, rdm_b, method: str = "spearman", *,
