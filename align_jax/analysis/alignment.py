@@ -49,16 +49,15 @@ def rdm_statistics(model_rdm: np.ndarray, human_rdm: np.ndarray, methods: list[s
   return out
 
 
-def fold_statistics(fold_features: list[np.ndarray], fold_human_probs: list[np.ndarray],
+def fold_statistics(fold_features: list[np.ndarray], fold_human_rdms: list[np.ndarray],
                     metric: str, methods: list[str]) -> dict[str, dict]:
-  """RSA within each fold's held-out images, then mean and standard deviation over folds."""
-  out = {}
-  for method in methods:
-    scores = [rsa.rsa_score(f, h, metric=metric, method=method)
-              for f, h in zip(fold_features, fold_human_probs)]
-    out[method] = {"mean": float(np.mean(scores)), "std": float(np.std(scores)),
-                   "per_fold": [float(s) for s in scores]}
-  return out
+  """RSA within each fold's held-out images (features [n_fold, d] against that fold's condensed
+  human RDM), then mean and standard deviation over folds."""
+  scores = [rsa.compare_methods(rsa.rdm(f, metric), h, methods)
+            for f, h in zip(fold_features, fold_human_rdms)]
+  return {method: {"mean": float(np.mean([s[method] for s in scores])),
+                   "std": float(np.std([s[method] for s in scores])),
+                   "per_fold": [float(s[method]) for s in scores]} for method in methods}
 
 
 def class_statistics(model_class_rdm: np.ndarray, human_class_rdm: np.ndarray,

@@ -10,6 +10,7 @@ import dataclasses
 import numpy as np
 
 from align_jax.errors import InputError
+from align_jax.rsa.human import human_confusion  # annotator choices: rows = CIFAR-10 labels
 
 ECE_BINS = 15
 
@@ -64,13 +65,6 @@ def model_confusion(predictions: np.ndarray, labels: np.ndarray, classes: int) -
   """Counts [classes, classes]: row = true label, column = predicted class."""
   confusion = np.zeros((classes, classes), np.int64)
   np.add.at(confusion, (labels, predictions), 1)
-  return confusion
-
-
-def human_confusion(human_counts: np.ndarray, labels: np.ndarray) -> np.ndarray:
-  """Annotator choices [classes, classes]: row = true label, column = chosen class."""
-  confusion = np.zeros((human_counts.shape[1],) * 2, np.int64)
-  np.add.at(confusion, labels, human_counts)
   return confusion
 
 
@@ -136,7 +130,7 @@ def behavioural_alignment(probs: np.ndarray, human_counts: np.ndarray, labels: n
                                   human_probs[np.arange(len(labels)), labels],
                                   n_resamples=n_resamples, seed=seed)
   confusion = model_confusion(predictions, labels, probs.shape[1])
-  humans = human_confusion(human_counts, labels)
+  humans = human_confusion(human_counts, labels).astype(np.int64)
   return {
       "accuracy": float(np.mean(predictions == labels)),
       "accuracy_vs_human_majority": float(np.mean(

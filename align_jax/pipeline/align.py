@@ -10,7 +10,7 @@ import numpy as np
 from absl import logging
 from clu import metric_writers
 
-from align_jax import features, rsa
+from align_jax import rsa
 from align_jax.analysis import alignment, behaviour, plots, report
 from align_jax.data import cifar10, cifar10h
 from align_jax.errors import InputError
@@ -59,8 +59,7 @@ def _gather(config, models: dict[str, str], images: np.ndarray) -> list:
     if finetune.is_finetune_workdir(workdir):
       reps.extend(representations.from_finetuning(label, workdir, len(images)))
     else:
-      task = features.read_config(workdir).task
-      reps.append(representations.from_checkpoint(label, workdir, images, layers[task], config))
+      reps.append(representations.from_checkpoint(label, workdir, images, layers, config))
   return reps
 
 
@@ -132,9 +131,19 @@ class _Run:
   human_class: np.ndarray  # condensed over 10 classes
   ceilings: dict[str, float]  # method -> noise ceiling
   folds: list[np.ndarray]  # fine-tuning folds' held-out image indices ([] without fine-tuning)
+  fold_human_rdms: dict[bytes, list[np.ndarray]]  # folds' key -> each fold's human RDM (cache)
   figure_idx: np.ndarray  # images shown in heatmaps, sorted by class
   human_square: np.ndarray  # the human RDM of those images
   class_squares: dict[str, np.ndarray]  # 'label / layer' -> class-level RDM, for the MDS figure
+
+
+  def human_rdms_of(self, folds: list[np.ndarray]) -> list[np.ndarray]:
+    """The human RDM within each fold, computed once per fold assignment."""
+    key = b"|".join(np.asarray(f, np.int64).tobytes() for f in folds)
+    if key not in self.fold_human_rdms:
+      self.fold_human_rdms[key] = [rsa.human_rdm(self.human_probs[idx], self.config.metric)
+                                   for idx in folds]
+    return self.fold_human_rdms[key]
 
 
 def _score_representation(rep, run: _Run) -> None:
@@ -160,7 +169,7 @@ def _score_representation(rep, run: _Run) -> None:
     class_rdm = np.asarray(rsa.class_rdm(feats, run.labels, metric))
     outputs.save_rdm(workdir, f"{rep.label}__{layer}__classes", class_rdm, metric=metric,
                      layer=layer, model=rep.label, n_images=n, image_order="class ids 0..9")
-    if not any(k.startswith(f"{rep.label} / ") for k in run.class_squares):  # first layer
+    if layer == next(iter(rep.pooled)):  # the MDS figure shows each model's first layer
       run.class_squares[f"{rep.label} / {layer}"] = rsa.square_from_rdm(class_rdm)
     results["class_rsa"].append(dict(model=rep.label, layer=layer, metric=metric,
                                      **alignment.class_statistics(class_rdm, run.human_class,
@@ -171,20 +180,19 @@ def _score_representation(rep, run: _Run) -> None:
       results["rsa_folds"].append(dict(model=rep.label, layer=layer, pooled=True, **
                                        alignment.fold_statistics(
                                            [feats[idx] for idx in run.folds],
-                                           [run.human_probs[idx] for idx in run.folds], metric,
-                                           methods)))
+                                           run.human_rdms_of(run.folds), metric, methods)))
     panels[f"{rep.label} / {layer}"] = _square_subset(model_rdm, run.figure_idx, n)
     logging.info("%s/%s: %s (%.1f s)", rep.label, layer,
                  {m: round(s["estimate"], 4) for m, s in stats.items()},
                  time.perf_counter() - start)
   for layer, fold_feats in rep.fold_features.items():
-    humans = [run.human_probs[idx] for idx in rep.fold_images]
     results["rsa_folds"].append(dict(model=rep.label, layer=layer, pooled=False, **
-                                     alignment.fold_statistics(fold_feats, humans, metric,
-                                                               methods)))
+                                     alignment.fold_statistics(
+                                         fold_feats, run.human_rdms_of(rep.fold_images), metric,
+                                         methods)))
   figures = results["figures"]
   figures[f"rdms_{rep.label}"] = plots.rdm_heatmaps(
-      os.path.join(workdir, outputs.FIGURE_DIR, f"rdms_{rep.label}.png"), panels,
+      outputs.figure_path(workdir, f"rdms_{rep.label}"), panels,
       run.labels[run.figure_idx])
   if rep.probs is not None:
     found = behaviour.behavioural_alignment(rep.probs, run.counts, run.labels,
@@ -192,15 +200,15 @@ def _score_representation(rep, run: _Run) -> None:
                                             seed=config.seed)
     results["behaviour"][rep.label] = found
     figures[f"confusion_{rep.label}"] = plots.confusions(
-        os.path.join(workdir, outputs.FIGURE_DIR, f"confusion_{rep.label}.png"),
+        outputs.figure_path(workdir, f"confusion_{rep.label}"),
         behaviour.row_normalise(np.asarray(found["confusion"])),
         behaviour.row_normalise(np.asarray(found["human_confusion"])), rep.label)
     figures[f"error_matrix_{rep.label}"] = plots.error_matrix(
-        os.path.join(workdir, outputs.FIGURE_DIR, f"error_matrix_{rep.label}.png"),
+        outputs.figure_path(workdir, f"error_matrix_{rep.label}"),
         np.asarray(found["error_matrix"]), rep.label)
   for name, grid in rep.grids.items():
     figures[f"{name}_{rep.label}"] = plots.image_grid(
-        os.path.join(workdir, outputs.FIGURE_DIR, f"{name}_{rep.label}.png"), grid,
+        outputs.figure_path(workdir, f"{name}_{rep.label}"), grid,
         f"{rep.label}: {name.replace('_', ' ')}")
 
 
@@ -256,10 +264,12 @@ def run_alignment(config, workdir: str) -> dict:
   reps = _gather(config, models, images)
   fold_source = next((r for r in reps if r.fold_images), None)
   figure_idx = _figure_subset(labels, min(config.figure_images, n), config.seed)
-  run = _Run(config, workdir, results, methods, labels, counts, human_probs, human_rdm,
-             human_class, {m: c.ceiling for m, c in ceilings.items()},
-             fold_source.fold_images if fold_source else [], figure_idx,
-             _square_subset(human_rdm, figure_idx, n), {})
+  run = _Run(config=config, workdir=workdir, results=results, methods=methods, labels=labels,
+             counts=counts, human_probs=human_probs, human_rdm=human_rdm,
+             human_class=human_class, ceilings={m: c.ceiling for m, c in ceilings.items()},
+             folds=fold_source.fold_images if fold_source else [], fold_human_rdms={},
+             figure_idx=figure_idx, human_square=_square_subset(human_rdm, figure_idx, n),
+             class_squares={})
   for k, rep in enumerate(reps):
     logging.info("Scoring %s (%d/%d).", rep.label, k + 1, len(reps))
     _score_representation(rep, run)
@@ -267,12 +277,12 @@ def run_alignment(config, workdir: str) -> dict:
   results["seeds"] = alignment.seed_summary(results["rsa"], results["behaviour"])
   primary = [r for r in results["rsa"] if r["method"] == methods[0]]
   results["figures"]["alignment"] = plots.alignment_bars(
-      os.path.join(workdir, outputs.FIGURE_DIR, "alignment.png"),
+      outputs.figure_path(workdir, "alignment"),
       [f"{r['model']}/{r['layer']}" for r in primary], [r["estimate"] for r in primary],
       [r["ci_low"] for r in primary], [r["ci_high"] for r in primary],
       results["noise_ceiling"][methods[0]]["band"], f"{methods[0]} with the human RDM")
   results["figures"]["mds_classes"] = plots.mds_panels(
-      os.path.join(workdir, outputs.FIGURE_DIR, "mds_classes.png"),
+      outputs.figure_path(workdir, "mds_classes"),
       {"CIFAR-10H humans": rsa.square_from_rdm(human_class), **run.class_squares})
   results["figures"] = {k: os.path.relpath(v, workdir) for k, v in results["figures"].items()}
   outputs.atomic_write_json(os.path.join(workdir, RESULTS_FILE), results)

@@ -78,10 +78,10 @@ def _collect_out_of_fold(fold_dirs: list[str], folds: np.ndarray, images: np.nda
   probs = np.zeros((len(folds), 10), np.float32)
   per_fold = {layer: [] for layer in layers}
   steps = []
+  wanted = sorted(set(layers) | {"logits"})
   for fold, fold_dir in enumerate(fold_dirs):
     trained = features.load_trained(fold_dir, "latest")
     held_out = np.flatnonzero(folds == fold)
-    wanted = sorted(set(layers) | {"logits"})
     outputs = features.extract_features(trained, images[held_out], wanted, batch_size=batch_size)
     probs[held_out] = features.softmax(outputs["logits"])
     for layer in layers:

@@ -29,6 +29,10 @@ def atomic_write_json(path: str, value) -> None:
   atomic_write_text(path, json.dumps(value, indent=2, sort_keys=False, allow_nan=True) + "\n")
 
 
+def figure_path(workdir: str, name: str) -> str:
+  return os.path.join(workdir, FIGURE_DIR, f"{name}.png")
+
+
 def save_rdm(workdir: str, name: str, rdm: np.ndarray, **sidecar) -> str:
   """Writes `rdms/<name>.npy` (condensed, float32, scipy pdist order) and `rdms/<name>.json`
   (metric, layer, image order ...); returns the .npy path relative to workdir."""

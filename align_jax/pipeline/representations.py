@@ -59,17 +59,17 @@ def parse_models(text: str) -> dict[str, str]:
   return models
 
 
-def from_checkpoint(label: str, workdir: str, images: np.ndarray, layers: list[str],
-                    config) -> Representations:
-  """Features of every image from the workdir's `config.checkpoint` checkpoint."""
+def from_checkpoint(label: str, workdir: str, images: np.ndarray,
+                    layers_by_task: dict[str, list[str]], config) -> Representations:
+  """Features of every image from the workdir's `config.checkpoint` checkpoint, for the layers
+  its task asks for (classifiers always extract logits: their softmax feeds the behaviour)."""
   trained = features.load_trained(workdir, config.checkpoint)
+  layers = layers_by_task[trained.config.task]
   classifier = trained.config.task == "classification"
-  wanted = [l for l in layers if l != PROBS]
-  if classifier and (PROBS in layers or "logits" not in wanted):
-    wanted.append("logits")
+  wanted = sorted({l for l in layers if l != PROBS} | ({"logits"} if classifier else set()))
   logging.info("%s: extracting %s from %s step %d on %d images.", label, wanted,
                trained.config.model, trained.step, len(images))
-  pooled = features.extract_features(trained, images, sorted(set(wanted)),
+  pooled = features.extract_features(trained, images, wanted,
                                      batch_size=config.batch_size, reduction=config.reduction,
                                      max_dims=config.max_dims, seed=config.seed)
   probs = features.softmax(pooled["logits"]) if classifier else None

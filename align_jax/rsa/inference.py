@@ -92,12 +92,8 @@ def _resampled_scores(vectors, n, method, n_resamples, seed, score_fn):
 def bootstrap(rdm_a, rdm_b, method: str = "spearman", *, n_resamples: int = 1000,
               seed: int = 0, ci: float = 0.95) -> BootstrapResult:
   """Percentile CI of compare(rdm_a, rdm_b, method) over bootstrap resamples of images."""
-  _check_counts(n_resamples, ci)
-  vectors, n = _condensed({"a": rdm_a, "b": rdm_b})
-  score = lambda v, m: compare_lib.compare(v["a"], v["b"], m)
-  samples, seconds = _resampled_scores(vectors, n, method, n_resamples, seed, score)
-  low, high = np.quantile(samples, [(1 - ci) / 2, (1 + ci) / 2])
-  return BootstrapResult(score(vectors, method), float(low), float(high), samples, seconds)
+  return bootstrap_methods(rdm_a, rdm_b, [method], n_resamples=n_resamples, seed=seed,
+                           ci=ci)[method]
 
 
 def bootstrap_methods(rdm_a, rdm_b, methods, *, n_resamples: int = 1000, seed: int = 0,

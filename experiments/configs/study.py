@@ -38,4 +38,5 @@ def get_config(arg: str | None = None):
                                 warmup_epochs=0.2))
     config.resnet50.model_kwargs.stem = "imagenet"  # ~4x cheaper on a CPU
     config.vae.update(dict(QUICK_TRAINING, train_subset=10000, num_epochs=1))
+  # ':quick' edits the nested configs above; this only rejects unknown variant names.
   return common.choose_variant(config, arg, {"quick": {}})
