@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from absl import logging
 
 from align_jax.data import input_pipeline
 from align_jax.errors import InputError
@@ -118,11 +119,14 @@ def extract_features(trained: TrainedModel, images: np.ndarray, layers: list[str
 
   outputs = {l: [] for l in layers}
   n = len(images)
-  for start in range(0, n, batch_size):
+  report_every = max(1, -(-n // batch_size) // 10)  # about every 10% of the batches
+  for k, start in enumerate(range(0, n, batch_size)):
     batch = images[start:start + batch_size]
     padded = np.concatenate([batch, np.zeros((batch_size - len(batch),) + batch.shape[1:],
                                              batch.dtype)]) if len(batch) < batch_size else batch
     x = input_pipeline.preprocess(padded, trained.preprocessing, None)
     for layer, value in forward(trained.variables, x).items():
       outputs[layer].append(np.asarray(value[:len(batch)], np.float32))
+    if (k + 1) % report_every == 0 and start + len(batch) < n:
+      logging.info("features of %s: %d/%d images", trained.config.model, start + len(batch), n)
   return {l: np.concatenate(v) for l, v in outputs.items()}

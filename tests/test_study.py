@@ -201,6 +201,9 @@ def test_fold_assignment_is_balanced_and_seeded():
   assert not np.array_equal(folds, splits.fold_assignment(103, 10, seed=4))
   with pytest.raises(InputError, match="num_folds"):
     splits.fold_assignment(5, 10, seed=0)
+  assert splits.protocol_size(0, 10_000) == 10_000 and splits.protocol_size(300, 10_000) == 300
+  with pytest.raises(InputError, match="test_subset=20000"):
+    splits.protocol_size(20_000, 10_000)
 
 
 def test_bad_model_entries_and_config_are_explained(tmp_path):
@@ -210,10 +213,11 @@ def test_bad_model_entries_and_config_are_explained(tmp_path):
     representations.parse_models(f"philnet={tmp_path}")
   config = align_configs.get_config("quick")
   config.update(dict(models=f"a={tmp_path}", metric="manhattan", methods="spearman,pearsonr",
-                     data_dir=str(tmp_path)))
+                     data_dir=str(tmp_path), classifier_layers=" "))
   with pytest.raises(InputError) as error:
     align.run_alignment(config, str(tmp_path / "out"))
   assert "metric='manhattan'" in str(error.value) and "pearsonr" in str(error.value)
+  assert "classifier_layers is empty" in str(error.value)
 
 
 def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):

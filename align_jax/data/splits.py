@@ -22,6 +22,14 @@ def _subset(n: int, size: int, seed: int, purpose: int) -> np.ndarray:
   return np.sort(np.random.default_rng([seed, purpose]).choice(n, size, replace=False))
 
 
+def protocol_size(test_subset: int, num_test: int) -> int:
+  """How many test images a CIFAR-10H protocol uses: the first `test_subset` (0 = all)."""
+  if not 0 <= test_subset <= num_test:
+    raise InputError(f"test_subset={test_subset} must be in 0..{num_test} (0 = all "
+                     f"{num_test} test images).")
+  return test_subset or num_test
+
+
 def fold_assignment(num_images: int, num_folds: int, seed: int) -> np.ndarray:
   """[num_images] fold ids in 0..num_folds-1: a seeded shuffle dealt round-robin, so fold
   sizes differ by at most one."""
@@ -42,7 +50,7 @@ def _fold_splits(config, data: cifar10.Cifar10) -> dict[str, dict[str, np.ndarra
   if not 0 <= config.fold < config.num_folds:
     raise InputError(f"fold={config.fold} must be in 0..{config.num_folds - 1}.")
   probs, _ = cifar10h.load_cifar10h(config.data_dir, data.test_labels)
-  n = config.test_subset or len(data.test_labels)
+  n = protocol_size(config.test_subset, len(data.test_labels))
   arrays = {"image": data.test_images[:n], "label": data.test_labels[:n],
             "human_probs": probs[:n].astype(np.float32)}
   folds = fold_assignment(n, config.num_folds, config.seed)

@@ -35,6 +35,9 @@ def _check(config) -> None:
       problems.append(f"{field}={config[field]} must be >= 0")
   if config.num_images and config.num_images < 20:
     problems.append(f"num_images={config.num_images} must be 0 (all) or >= 20")
+  for field in ("classifier_layers", "vae_layers"):
+    if not split_list(config[field]):
+      problems.append(f"{field} is empty: name at least one layer (README, 'Alignment')")
   if config.n_ceiling_splits < 1 or config.figure_images < 10 or config.batch_size < 1:
     problems.append("n_ceiling_splits and batch_size must be >= 1, figure_images >= 10")
   if config.data_dir and not os.path.isdir(os.path.expanduser(config.data_dir)):
@@ -47,6 +50,9 @@ def _check(config) -> None:
 def _load_data(config):
   data = cifar10.load_cifar10(config.data_dir)
   probs, counts = cifar10h.load_cifar10h(config.data_dir, data.test_labels)
+  if config.num_images > len(data.test_labels):
+    raise InputError(f"num_images={config.num_images} exceeds the {len(data.test_labels)} test "
+                     "images (0 = all).")
   n = config.num_images or len(data.test_labels)
   return data.test_images[:n], data.test_labels[:n].astype(np.int64), probs[:n], counts[:n]
 

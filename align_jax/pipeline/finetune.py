@@ -103,7 +103,7 @@ def finetune_cifar10h(config, workdir: str) -> dict:
   init_step = features.checkpoint_step(config.init_from, "best")
   init_path = os.path.join(os.path.abspath(config.init_from), "checkpoints", str(init_step))
   data = cifar10.load_cifar10(config.data_dir)
-  n = config.test_subset or len(data.test_labels)
+  n = splits.protocol_size(config.test_subset, len(data.test_labels))
   folds = splits.fold_assignment(n, config.num_folds, config.seed)
   layers = split_list(config.layers)
   summary = {"model": base.model, "init_from": os.path.abspath(config.init_from),
