@@ -16,11 +16,11 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from absl import logging
 
 from align_jax.data import input_pipeline
 from align_jax.errors import InputError
 from align_jax.models import create_model
+from align_jax.progress import Progress
 from align_jax.training import checkpoint, pretrained, tasks
 
 REDUCTIONS = ("mean", "projection")
@@ -47,13 +47,16 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
 
 
 def checkpoint_step(workdir: str, which: str = "best") -> int:
-  """The step of the `which` ('best' by the task's validation metric, or 'latest') checkpoint."""
+  """The step of the `which` epoch-end checkpoint: 'best' by the task's validation metric, or
+  'latest' (the newest epoch end; mid-epoch checkpoints are for resuming training only)."""
   if which not in ("best", "latest"):
     raise InputError(f"checkpoint={which!r} must be 'best' or 'latest'.")
   config = read_config(workdir)
   task = tasks.TASKS[config.task](**config.task_kwargs)
+  if not os.path.isdir(os.path.join(workdir, checkpoint.EPOCH_DIR)):
+    raise InputError(f"{workdir} holds no checkpoint yet; train the model first.")
   ckpt = checkpoint.Checkpointer(workdir, config.keep_checkpoints, task.selection_metric,
-                                 task.selection_mode)
+                                 task.selection_mode, read_only=True)
   step = ckpt.best_step() if which == "best" else ckpt.latest_step()
   ckpt.close()
   if step is None:
@@ -61,12 +64,30 @@ def checkpoint_step(workdir: str, which: str = "best") -> int:
   return step
 
 
+def _restore_exactly(workdir: str, which: str, step: int) -> dict:
+  """The variables of checkpoint `step`, or InputError: an alignment must never quietly score
+  another step than the one it names."""
+  path = os.path.join(workdir, checkpoint.EPOCH_DIR, str(step))
+  try:
+    variables = pretrained.load_variables(path)
+    bad = checkpoint.non_finite_leaves(variables)
+    if bad:
+      raise ValueError(f"it holds NaN or inf in {', '.join(bad[:3])}")
+  except Exception as e:  # pylint: disable=broad-except  (orbax raises many kinds)
+    reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+    raise InputError(f"The {which} checkpoint of {workdir} (step {step}) cannot be used: "
+                     f"{reason}. The alignment does not switch to another step on its own: "
+                     "restore that checkpoint, retrain, or ask for another one "
+                     f"(checkpoint={'latest' if which == 'best' else 'best'}).") from e
+  return variables
+
+
 def load_trained(workdir: str, which: str = "best") -> TrainedModel:
   """Restores the `which` ('best' by the task's validation metric, or 'latest') checkpoint."""
   step = checkpoint_step(workdir, which)
   config = read_config(workdir)
   task = tasks.TASKS[config.task](**config.task_kwargs)
-  variables = pretrained.load_variables(os.path.join(workdir, "checkpoints", str(step)))
+  variables = _restore_exactly(workdir, which, step)
   model = create_model(config.model, **config.model_kwargs)
   return TrainedModel(workdir, config, model, variables, step,
                       input_pipeline.PREPROCESSING[task.preprocessing])
@@ -119,7 +140,8 @@ def extract_features(trained: TrainedModel, images: np.ndarray, layers: list[str
 
   outputs = {l: [] for l in layers}
   n = len(images)
-  report_every = max(1, -(-n // batch_size) // 10)  # about every 10% of the batches
+  progress = Progress(f"features of {trained.config.model} ({n:,} images)",
+                      -(-n // batch_size))
   for k, start in enumerate(range(0, n, batch_size)):
     batch = images[start:start + batch_size]
     padded = np.concatenate([batch, np.zeros((batch_size - len(batch),) + batch.shape[1:],
@@ -127,6 +149,5 @@ def extract_features(trained: TrainedModel, images: np.ndarray, layers: list[str
     x = input_pipeline.preprocess(padded, trained.preprocessing, None)
     for layer, value in forward(trained.variables, x).items():
       outputs[layer].append(np.asarray(value[:len(batch)], np.float32))
-    if (k + 1) % report_every == 0 and start + len(batch) < n:
-      logging.info("features of %s: %d/%d images", trained.config.model, start + len(batch), n)
+    progress.update(k + 1)
   return {l: np.concatenate(v) for l, v in outputs.items()}

@@ -8,9 +8,6 @@ from experiments import main
 from experiments.configs import align
 
 
-def _summary(results: dict) -> str:
-  return f"done: {len(results['rsa'])} RSA results over {results['n_images']} images; see report.md"
-
-
 if __name__ == "__main__":
-  main.run(align, "align_jax.pipeline.align:run_alignment", _summary)
+  main.run(align, "align_jax.pipeline.align:run_alignment", main.alignment_summary,
+           check="alignment")

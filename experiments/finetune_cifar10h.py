@@ -9,11 +9,12 @@ from experiments import main
 from experiments.configs import finetune_cifar10h
 
 
-def _summary(summary: dict) -> str:
+def _summary(summary: dict, workdir: str) -> str:
   return "done: " + "; ".join(
       f"{target}: held-out accuracy per fold {[round(a, 3) for a in info['held_out_accuracy']]}"
-      for target, info in summary["targets"].items())
+      for target, info in summary["targets"].items()) + f"\n  workdir: {workdir}"
 
 
 if __name__ == "__main__":
-  main.run(finetune_cifar10h, "align_jax.pipeline.finetune:finetune_cifar10h", _summary)
+  main.run(finetune_cifar10h, "align_jax.pipeline.finetune:finetune_cifar10h", _summary,
+           check="finetune")

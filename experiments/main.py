@@ -1,55 +1,215 @@
-"""The shared absl main of every entry point: --workdir, --config -> one library function."""
+"""The shared absl main of every entry point: --workdir, --config -> one library function.
 
+Before absl parses anything, the command line is prepared: `--config=FILE[:variant]` moves
+ahead of the `--config.FIELD=VALUE` overrides (absl needs it first; users write it anywhere),
+and every override is checked against the config's fields, so a typo is one `error:` line with
+a suggestion instead of a traceback. Every failure a user can fix ends in one `error:` line.
+"""
+
+import difflib
 import importlib
+import importlib.util
 import os
+import re
+import logging as std_logging
 import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
+CONFIG_FLAG = "--config"
+HELP_FLAGS = ("--help", "-h", "--helpshort", "-?")
+OWN_PACKAGES = ("align_jax", "experiments")
+# Warnings orbax gives for every checkpoint opened read-only, as the alignment does by design.
+BENIGN_WARNINGS = ("CheckpointManagerOptions.read_only=True", "Given directory is read only")
+ASSIGNMENT = re.compile(r"^\s*config\.(\w+)\s*=\s*[^#]*?(?:#\s*(.*))?$")
 
 
-def run(config_module, entry: str, describe) -> None:
-  """Defines --workdir, --config (+ --config.x=y overrides), --distributed, then calls
-  `entry` ('package.module:function', imported after flags parse so --help stays fast) with
-  (config, workdir) and prints describe(result)."""
+def _load_config(spec: str):
+  """get_config(variant) of config file `spec` ('path[:variant]'), as config_flags does."""
+  path, _, variant = spec.partition(":")
+  module_spec = importlib.util.spec_from_file_location("_align_jax_config", path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  try:
+    return module.get_config(variant or None)
+  except ValueError as e:  # an unknown variant
+    sys.exit(f"error: --config={spec}: {e}")
+
+
+def field_names(config, prefix: str = "") -> list[str]:
+  """Dotted names of every field of a ConfigDict, nested ones included."""
+  names = []
+  for key, value in config.items():
+    names.append(prefix + key)
+    if hasattr(value, "items"):
+      names += field_names(value, f"{prefix}{key}.")
+  return names
+
+
+def prepare_argv(argv: list[str], default_config: str) -> list[str]:
+  """argv with `--config=...` first among the flags and every `--config.FIELD` checked."""
+  config_args = [a for a in argv[1:] if a == CONFIG_FLAG or a.startswith(CONFIG_FLAG + "=")]
+  if any(a == CONFIG_FLAG for a in config_args):
+    sys.exit("error: write --config=FILE[:variant] with '='.")
+  rest = [a for a in argv[1:] if a not in config_args]
+  spec = config_args[-1].split("=", 1)[1] if config_args else default_config
+  if not os.path.isfile(spec.partition(":")[0]):
+    sys.exit(f"error: --config={spec}: no such file (relative paths start in the current "
+             f"directory, {os.getcwd()}; the configs live in {CONFIG_DIR}).")
+  overrides = [a[len(CONFIG_FLAG) + 1:].split("=", 1)[0] for a in rest
+               if a.startswith(CONFIG_FLAG + ".")]
+  if overrides and not any(a in ("--help", "--helpfull", "--helpshort") for a in rest):
+    fields = field_names(_load_config(spec))
+    for name in overrides:
+      if name not in fields:
+        close = difflib.get_close_matches(name, fields, n=3, cutoff=0.6)
+        hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+        sys.exit(f"error: --config.{name} is not a field of {spec}{hint}; --help lists the "
+                 "fields.")
+  return argv[:1] + config_args[-1:] + rest
+
+
+def field_meanings(paths: list[str]) -> dict[str, str]:
+  """Top-level field -> meaning, from the config files' comments: the comment at the end of
+  `config.FIELD = ...`, else the comment lines just above it (earlier files lose to later)."""
+  meanings = {}
+  for path in paths:
+    above = []
+    for line in open(path).read().splitlines():
+      stripped = line.strip()
+      match = ASSIGNMENT.match(line)
+      if stripped.startswith("#"):
+        above.append(stripped.lstrip("# "))
+      elif match:
+        meaning = match.group(2) or " ".join(above)
+        if meaning:
+          meanings[match.group(1)] = meaning.strip()
+      else:
+        above = []
+      if match:
+        above = []
+  return meanings
+
+
+def _help(main_module, config_module, spec: str) -> str:
+  """--help: the entry point's usage, its flags and every top-level config field."""
+  config = _load_config(spec)
+  files = [os.path.join(CONFIG_DIR, "common.py"), config_module.__file__, spec.split(":")[0]]
+  meanings = field_meanings([f for f in dict.fromkeys(files) if os.path.isfile(f)])
+  lines = [(main_module.__doc__ or "").strip(), "", "Flags:",
+           "  --workdir=DIR        output directory (required); rerunning the same command "
+           "resumes or skips finished work",
+           f"  --config=FILE[:variant]  config file (default {os.path.relpath(spec)}); may stand "
+           "anywhere on the line",
+           "  --config.FIELD=VALUE override a field (nested: --config.a.b=VALUE)",
+           "  --distributed        call jax.distributed.initialize() first (multi-host; SLURM, "
+           "Open MPI and Cloud TPU are auto-detected)",
+           "  --coordinator_address=HOST:PORT --num_processes=N --process_id=I",
+           "                       multi-host without a cluster manager (README, 'Clusters')",
+           "  --verbosity=1        also show other libraries' INFO logs (orbax, jax, TF)",
+           "", f"Config fields of {spec} (default): meaning:"]
+  for name in sorted(config.keys()):
+    value = config[name]
+    if hasattr(value, "items") and len(value) > 4:  # a stage's whole config (run_study)
+      shown = f"{len(value)} fields; override with --config.{name}.FIELD=VALUE"
+    else:
+      shown = repr(dict(value) if hasattr(value, "items") else value)
+    lines.append(f"  {name} ({shown}): {meanings.get(name, 'see README')}")
+  return "\n".join(lines)
+
+
+class _OwnInfoOnly(std_logging.Filter):
+  """Passes every WARNING and above (but BENIGN_WARNINGS), and INFO only from align_jax and
+  experiments: orbax, jax and TensorFlow narrate each checkpoint and backend at INFO."""
+
+  def filter(self, record: std_logging.LogRecord) -> bool:
+    if record.levelno >= std_logging.WARNING:
+      return not str(record.msg).startswith(BENIGN_WARNINGS)
+    return any(f"{os.sep}{package}{os.sep}" in record.pathname for package in OWN_PACKAGES)
+
+
+def run(config_module, entry: str, describe, check: str) -> None:
+  """Defines --workdir, --config (+ --config.x=y overrides), --distributed; checks the config
+  with align_jax.config_checks.<check> before anything heavy is imported; then calls `entry`
+  ('package.module:function') with (config, workdir) and prints describe(result, workdir)."""
+  if not any(a.startswith(("--verbosity", "-v")) for a in sys.argv[1:]):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ INFO and warnings
   flags.DEFINE_string("workdir", None, "Output directory; rerunning with the same workdir "
                       "resumes or skips finished work.")
   flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() first (multi-host; "
                     "auto-detects SLURM, Open MPI, Cloud TPU).")
+  flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (implies "
+                      "--distributed; else auto-detected).")
+  flags.DEFINE_integer("num_processes", None, "How many processes (implies --distributed).")
+  flags.DEFINE_integer("process_id", None, "This process's index, 0..num_processes-1 (implies "
+                       "--distributed).")
   default = os.path.join(CONFIG_DIR, os.path.basename(config_module.__file__))
+  sys.argv = prepare_argv(sys.argv, default)  # config_flags reads sys.argv while defining
+  if any(a in HELP_FLAGS for a in sys.argv[1:]):
+    spec = next((a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith(CONFIG_FLAG + "=")),
+                default)
+    print(_help(sys.modules["__main__"], config_module, spec))
+    sys.exit(0)
   fields = ", ".join(sorted(config_module.get_config().keys()))
   config_flags.DEFINE_config_file(
       "config", default, "Config file, optionally with ':variant' (see its docstring). Override "
       f"any field with --config.FIELD=VALUE; fields: {fields} (README explains each).",
       lock_config=True)
   flags.mark_flags_as_required(["workdir"])
-  for name in ("workdir", "config", "distributed"):  # list them under --help, not only --helpfull
+  for name in ("workdir", "config", "distributed", "coordinator_address", "num_processes",
+               "process_id"):  # list them under --help, not only --helpfull
     flags.FLAGS.register_flag_by_module(sys.argv[0], flags.FLAGS[name])
-  app.run(lambda argv: _main(argv, entry, describe))
+  app.run(lambda argv: _main(argv, entry, describe, check))
 
 
-def _main(argv, entry: str, describe) -> None:
+def _main(argv, entry: str, describe, check: str) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  logging.set_verbosity(logging.INFO)
-  from align_jax.data import tf_cpu  # pylint: disable=g-import-not-at-top
-  tf_cpu.hide_gpus_from_tensorflow()
-  import jax  # pylint: disable=g-import-not-at-top
+  logging.set_verbosity(max(flags.FLAGS.verbosity, logging.INFO))
+  if flags.FLAGS.verbosity < 1:
+    logging.get_absl_handler().addFilter(_OwnInfoOnly())
+  from align_jax import config_checks  # pylint: disable=g-import-not-at-top  (light)
   from align_jax.errors import InputError  # pylint: disable=g-import-not-at-top
+  try:
+    getattr(config_checks, check)(flags.FLAGS.config)
+  except InputError as e:
+    sys.exit(f"error: {e}")
+  from align_jax import multihost  # pylint: disable=g-import-not-at-top
+  from align_jax.training.checkpoint import CheckpointError  # pylint: disable=g-import-not-at-top
   module, function = entry.split(":")
-  if flags.FLAGS.distributed:
-    jax.distributed.initialize()
+  explicit = (flags.FLAGS.coordinator_address, flags.FLAGS.num_processes, flags.FLAGS.process_id)
+  if flags.FLAGS.distributed or any(v is not None for v in explicit):
+    multihost.initialize(*explicit)
   try:
     result = getattr(importlib.import_module(module), function)(flags.FLAGS.config,
                                                                 flags.FLAGS.workdir)
-  except (InputError, FloatingPointError) as e:
+  except (InputError, FloatingPointError, CheckpointError) as e:
     sys.exit(f"error: {e}")
-  print(describe(result))
+  except OSError as e:  # permissions, full disks, paths through files: the OS says what
+    sys.exit(f"error: {e.strerror or e}" + (f": {e.filename}" if e.filename else ""))
+  if result is None:  # a multi-host process whose part ended (process 0 writes the outputs)
+    print(f"done: process {multihost.jax.process_index()}'s part; process 0 writes the outputs.")
+    return
+  print(describe(result, os.path.abspath(flags.FLAGS.workdir)))
 
 
-def training_summary(result: dict) -> str:
+def _metrics(values: dict[str, float]) -> str:
+  return ", ".join(f"{k} {v:.4g}" for k, v in values.items())
+
+
+def training_summary(result: dict, workdir: str) -> str:
   """What the train_* entry points print when a run ends."""
-  return (f"done: step {result['step']}, validation {result['validation']}, "
-          f"test {result['test']}, best checkpoint step {result['best_step']}")
+  return (f"done: step {result['step']}; validation {_metrics(result['validation'])}; test "
+          f"{_metrics(result['test'])}; best checkpoint step {result['best_step']}\n"
+          f"  workdir: {workdir}")
+
+
+def alignment_summary(results: dict, workdir: str) -> str:
+  """What the alignment and study entry points print when they end: where the report is."""
+  models = len(results["models"])
+  return (f"done: {len(results['rsa'])} RSA results for {models} model{'s' * (models != 1)} over "
+          f"{results['n_images']:,} images\n"
+          f"  report:  {os.path.join(workdir, 'report.md')}\n"
+          f"  results: {os.path.join(workdir, 'results.json')}")

@@ -7,9 +7,6 @@ from experiments import main
 from experiments.configs import study
 
 
-def _summary(results: dict) -> str:
-  return f"done: {len(results['models'])} models aligned; the report is in --workdir/report.md"
-
-
 if __name__ == "__main__":
-  main.run(study, "align_jax.pipeline.study:run_study", _summary)
+  main.run(study, "align_jax.pipeline.study:run_study", main.alignment_summary,
+           check="study")

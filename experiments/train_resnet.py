@@ -7,4 +7,5 @@ from experiments import main
 from experiments.configs import resnet50
 
 if __name__ == "__main__":
-  main.run(resnet50, "align_jax.training.loop:train_and_evaluate", main.training_summary)
+  main.run(resnet50, "align_jax.training.loop:train_and_evaluate", main.training_summary,
+           check="training")

@@ -11,8 +11,13 @@ SHARED_DATA = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."
                                            "data"))
 
 
-def write_fake_archive(root: str, per_file: int = 60, test_size: int = 60, seed: int = 0):
-  """Writes `root/cifar-10-batches-bin/` in the official layout with random images.
+RECORDS = 10_000  # records per official binary file
+
+
+def write_fake_archive(root: str, per_file: int = RECORDS, test_size: int = RECORDS,
+                       seed: int = 0):
+  """Writes `root/cifar-10-batches-bin/` in the official layout with random images (full size
+  by default: the loader accepts nothing else; smaller sizes are for tests that patch it).
 
   Returns (train images, train labels, test images, test labels) as written.
   """
@@ -49,17 +54,33 @@ def write_fake_cifar10h(root: str, test_labels: np.ndarray, seed: int = 0) -> np
   return counts
 
 
+@pytest.fixture(scope="session")
+def fake_archive(tmp_path_factory):
+  """(root, arrays) of one full-size fake archive, written once per test session."""
+  root = str(tmp_path_factory.mktemp("fake_archive"))
+  return root, write_fake_archive(root)
+
+
+def link_fake_archive(fake_archive, root: str) -> np.ndarray:
+  """Gives `root` the session's fake archive (symlinked files); returns its test labels."""
+  source, arrays = fake_archive
+  folder = os.path.join(root, "cifar-10-batches-bin")
+  os.makedirs(folder, exist_ok=True)
+  for name in os.listdir(os.path.join(source, "cifar-10-batches-bin")):
+    os.symlink(os.path.join(source, "cifar-10-batches-bin", name), os.path.join(folder, name))
+  return arrays[3]
+
+
 @pytest.fixture
-def fake_study_data_dir(tmp_path):
-  """A fake archive with a full-size (10,000 image) test split and matching fake CIFAR-10H."""
-  *_, test_labels = write_fake_archive(str(tmp_path), test_size=10_000)
-  write_fake_cifar10h(str(tmp_path), test_labels)
+def fake_study_data_dir(tmp_path, fake_archive):
+  """The fake archive with a fake CIFAR-10H that agrees with its test labels."""
+  write_fake_cifar10h(str(tmp_path), link_fake_archive(fake_archive, str(tmp_path)))
   return str(tmp_path)
 
 
 @pytest.fixture
-def fake_data_dir(tmp_path):
-  write_fake_archive(str(tmp_path))
+def fake_data_dir(tmp_path, fake_archive):
+  link_fake_archive(fake_archive, str(tmp_path))
   return str(tmp_path)
 
 
@@ -77,13 +98,18 @@ def offline_data_dir(tmp_path_factory):
 
 @pytest.fixture
 def tiny_philnet_config(fake_data_dir):
-  """PhilNet on the 300-image fake archive: 2 epochs of 4 steps, evaluated on 60 images."""
+  """PhilNet on 240 images of the fake archive: 2 epochs of 4 steps, evaluated on 60 images."""
+  return tiny_philnet(fake_data_dir)
+
+
+def tiny_philnet(data_dir: str):
+  """The tiny PhilNet config (see tiny_philnet_config) on `data_dir`."""
   from experiments.configs import philnet  # pylint: disable=g-import-not-at-top
   config = philnet.get_config("smoke")
-  config.data_dir = fake_data_dir
+  config.data_dir = data_dir
   config.num_validation = 60
-  config.train_subset = 0
-  config.test_subset = 0
+  config.train_subset = 240
+  config.test_subset = 60
   config.batch_size = 60
   config.eval_batch_size = 60
   config.num_epochs = 2

@@ -1,6 +1,7 @@
 """CIFAR-10 readers (binary + tfds order), CIFAR-10H validation and download, input pipeline."""
 
 import os
+import time
 
 import numpy as np
 import pytest
@@ -10,8 +11,15 @@ from align_jax.errors import InputError
 from tests.conftest import SHARED_DATA, write_fake_archive
 
 
-def test_binary_reader_returns_written_images_in_order(tmp_path):
-  train_x, train_y, test_x, test_y = write_fake_archive(str(tmp_path), per_file=7, test_size=5)
+@pytest.fixture
+def seven_record_files(monkeypatch):
+  """Small in-process archives: every file holds 7 records instead of the official 10,000."""
+  monkeypatch.setattr(cifar10, "RECORDS_PER_FILE", 7)
+  monkeypatch.setattr(cifar10, "SPLIT_SIZES", {"train": 35, "test": 7})
+
+
+def test_binary_reader_returns_written_images_in_order(tmp_path, seven_record_files):
+  train_x, train_y, test_x, test_y = write_fake_archive(str(tmp_path), per_file=7, test_size=7)
   data = cifar10.load_binary(str(tmp_path))
   np.testing.assert_array_equal(data.train_images, train_x)
   np.testing.assert_array_equal(data.train_labels, train_y)
@@ -20,7 +28,28 @@ def test_binary_reader_returns_written_images_in_order(tmp_path):
   assert data.train_images.shape == (35, 32, 32, 3) and data.train_images.dtype == np.uint8
 
 
-def test_binary_reader_decodes_channel_planes(tmp_path):
+def test_files_short_by_whole_records_are_refused(fake_archive, tmp_path):
+  """A test_batch.bin cut at a record boundary (9,000 records) or a 5,000-record training file
+  must not load: every official file holds exactly 10,000 records."""
+  source, _ = fake_archive
+  folder = tmp_path / "cifar-10-batches-bin"
+  folder.mkdir()
+  for name in cifar10.TRAIN_FILES + (cifar10.TEST_FILE,):
+    (folder / name).symlink_to(os.path.join(source, "cifar-10-batches-bin", name))
+  for name, records in ((cifar10.TEST_FILE, 9_000), ("data_batch_1.bin", 5_000)):
+    original = os.path.join(source, "cifar-10-batches-bin", name)
+    (folder / name).unlink()
+    with open(original, "rb") as f:
+      (folder / name).write_bytes(f.read(records * cifar10.RECORD_BYTES))
+    with pytest.raises(InputError, match=rf"{name}: .*\({records:,} records\), expected exactly "
+                                         r"10,000 records"):
+      cifar10.load_binary(str(tmp_path))
+    (folder / name).unlink()
+    (folder / name).symlink_to(original)
+
+
+def test_binary_reader_decodes_channel_planes(tmp_path, monkeypatch):
+  monkeypatch.setattr(cifar10, "RECORDS_PER_FILE", 1)
   folder = tmp_path / "cifar-10-batches-bin"
   folder.mkdir()
   record = np.zeros(3073, np.uint8)
@@ -34,12 +63,12 @@ def test_binary_reader_decodes_channel_planes(tmp_path):
   assert image[0, 5, 9, 0] == 200 and image[0, 0, 31, 2] == 99 and image.sum() == 299
 
 
-def test_binary_reader_names_missing_and_malformed_files(tmp_path):
-  write_fake_archive(str(tmp_path), per_file=2, test_size=2)
+def test_binary_reader_names_missing_and_malformed_files(tmp_path, seven_record_files):
+  write_fake_archive(str(tmp_path), per_file=7, test_size=7)
   batch = tmp_path / "cifar-10-batches-bin" / "data_batch_3.bin"
   with open(batch, "ab") as f:
     f.write(b"xx")
-  with pytest.raises(InputError, match="data_batch_3.bin.*multiple"):
+  with pytest.raises(InputError, match="data_batch_3.bin.*expected exactly 7 records"):
     cifar10.load_binary(str(tmp_path))
   os.remove(batch)
   with pytest.raises(InputError, match="missing.*data_batch_3.bin"):
@@ -55,11 +84,26 @@ def _tfds_examples(images, labels, split, seed):
   return {"id": ids, "image": images[order], "label": labels[order].astype(np.int64)}
 
 
-def test_tfds_and_binary_sources_give_identical_arrays(tmp_path):
-  """tfds (mocked offline, shuffled like the real test split) sorts back to the binary order."""
+def test_offline_tfds_fails_within_seconds_and_writes_nothing(tmp_path, monkeypatch):
+  """Without a data directory and without network, the message comes at once (tfds itself
+  retries for minutes) and tfds' folder is never created."""
+  monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
+  monkeypatch.setattr(cifar10, "DOWNLOAD_HOST", ("127.0.0.1", 9))  # nothing listens there
+  start = time.perf_counter()
+  with pytest.raises(InputError, match="cannot reach.*ALIGN_JAX_DATA_DIR"):
+    cifar10.load_cifar10("")
+  assert time.perf_counter() - start < 10
+  assert not os.path.exists(tmp_path / "tfds")
+
+
+def test_tfds_and_binary_sources_give_identical_arrays(tmp_path, seven_record_files,
+                                                       monkeypatch):
+  """tfds (mocked offline, shuffled like the real test split) sorts back to the binary order;
+  a split with fewer examples than the official size is refused."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  train_x, train_y, test_x, test_y = write_fake_archive(str(tmp_path), per_file=4, test_size=9)
+  monkeypatch.setattr(cifar10, "_check_download_host", lambda: None)  # the mock downloads
+  train_x, train_y, test_x, test_y = write_fake_archive(str(tmp_path), per_file=7, test_size=7)
   splits = {"train": _tfds_examples(train_x, train_y, "train", 1),
             "test": _tfds_examples(test_x, test_y, "test", 2)}
 
@@ -72,6 +116,10 @@ def test_tfds_and_binary_sources_give_identical_arrays(tmp_path):
   from_binary = cifar10.load_binary(str(tmp_path))
   for field in ("train_images", "train_labels", "test_images", "test_labels"):
     np.testing.assert_array_equal(getattr(from_tfds, field), getattr(from_binary, field))
+  splits["test"] = _tfds_examples(test_x[:6], test_y[:6], "test", 2)
+  with tfds.testing.mock_data(as_dataset_fn=as_dataset):
+    with pytest.raises(InputError, match="'test' has 6 examples, expected 7"):
+      cifar10.load_tfds()
 
 
 def test_tfds_ids_with_gaps_are_rejected():
@@ -106,6 +154,26 @@ def test_cifar10h_in_the_wrong_order_is_rejected(offline_data_dir):
     cifar10h.validate(probs, counts[shuffle], None)
   with pytest.raises(InputError, match="shape"):
     cifar10h.validate(probs[:10], counts[:10], None)
+
+
+def test_bad_cifar10h_files_are_refused_with_their_names(tmp_path):
+  folder = _cifar10h_files()
+  local = tmp_path / "cifar10h"
+  local.mkdir()
+  probs = np.load(os.path.join(folder, "cifar10h-probs.npy"))
+  np.save(local / "cifar10h-counts.npy", np.load(os.path.join(folder, "cifar10h-counts.npy")))
+  probs_path = str(local / "cifar10h-probs.npy")
+  np.save(probs_path, np.array([{"not": "numbers"}], dtype=object))  # a pickled object array
+  with pytest.raises(InputError, match=r"cifar10h-probs.npy is not a plain numeric .npy"):
+    cifar10h.load_cifar10h(str(tmp_path))
+  broken = probs.copy()
+  broken[3, 2] = np.nan
+  np.save(probs_path, broken)
+  with pytest.raises(InputError, match=r"cifar10h-probs.npy has negative or non-finite"):
+    cifar10h.load_cifar10h(str(tmp_path))
+  np.save(probs_path, probs[:5])
+  with pytest.raises(InputError, match=r"cifar10h-probs.npy has shape \(5, 10\), expected"):
+    cifar10h.load_cifar10h(str(tmp_path))
 
 
 def test_cifar10h_download_checks_checksums(tmp_path):

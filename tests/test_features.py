@@ -6,13 +6,18 @@ import pytest
 from align_jax import features
 from align_jax.errors import InputError
 from align_jax.training import loop
+from tests import conftest
 
 
-@pytest.fixture
-def trained_workdir(tiny_philnet_config, tmp_path):
-  tiny_philnet_config.num_epochs = 1
-  workdir = str(tmp_path / "philnet")
-  loop.train_and_evaluate(tiny_philnet_config, workdir)
+@pytest.fixture(scope="module")
+def trained_workdir(tmp_path_factory, fake_archive):
+  """One epoch of tiny PhilNet, shared by the tests of this module (they only read it)."""
+  root = str(tmp_path_factory.mktemp("features"))
+  conftest.link_fake_archive(fake_archive, root)
+  config = conftest.tiny_philnet(root)
+  config.num_epochs = 1
+  workdir = f"{root}/philnet"
+  loop.train_and_evaluate(config, workdir)
   return workdir
 
 

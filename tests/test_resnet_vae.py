@@ -126,7 +126,7 @@ def test_weights_file_round_trip_and_mismatch(tmp_path):
 
 def _tiny(config, data_dir):
   config.data_dir = data_dir
-  config.num_validation, config.train_subset, config.test_subset = 60, 0, 0
+  config.num_validation, config.train_subset, config.test_subset = 60, 240, 60
   config.batch_size, config.eval_batch_size, config.num_epochs = 60, 60, 1
   return config
 

@@ -205,30 +205,6 @@ def test_linear_cka_matches_numpy_and_invariances():
   assert rsa.linear_cka(x, x) == pytest.approx(1.0, abs=1e-5)
 
 
-def test_noise_ceiling_recovers_a_known_ceiling():
-  """Simulated annotators: sqrt(Spearman-Brown reliability) predicts how well the full-data
-  human RDM correlates with the noise-free (true-probability) RDM."""
-  rng = np.random.default_rng(7)
-  n = 400
-  true_probs = rng.dirichlet(np.full(10, 0.3), n)
-  counts = np.stack([rng.multinomial(30, p) for p in true_probs])
-  result = rsa.noise_ceiling(counts, "euclidean", "spearman", n_splits=4, seed=0)
-  truth = rsa.rsa_score(counts / 30, true_probs, "euclidean")
-  assert 0 < result.r_half < result.r_full < result.ceiling < 1
-  assert result.r_full == pytest.approx(2 * result.r_half / (1 + result.r_half))
-  assert result.ceiling == pytest.approx(truth, abs=0.03)
-
-
-def test_split_halves_keep_every_annotator_once():
-  from align_jax.rsa.reliability import split_counts  # pylint: disable=g-import-not-at-top
-  counts = np.random.default_rng(8).integers(0, 8, (500, 10))
-  counts[:, 0] += 1
-  first, second = split_counts(counts, np.random.default_rng(0))
-  np.testing.assert_array_equal(first + second, counts)
-  assert np.all(first >= 0) and np.all(second >= 0)
-  np.testing.assert_array_equal(first.sum(1), counts.sum(1) // 2)
-
-
 def test_bootstrap_interval_covers_the_population_value():
   """Nominal 90% intervals over 30 independent small samples cover the large-sample value."""
   rng = np.random.default_rng(9)

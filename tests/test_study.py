@@ -20,7 +20,7 @@ from experiments.configs import study as study_configs
 from tests import conftest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY_TRAINING = dict(num_validation=60, train_subset=0, test_subset=60, batch_size=60,
+TINY_TRAINING = dict(num_validation=60, train_subset=240, test_subset=60, batch_size=60,
                      eval_batch_size=60, num_epochs=1, warmup_epochs=0.0, log_every_steps=2)
 NUM_IMAGES = 120
 
@@ -43,10 +43,9 @@ def tiny_study_config(data_dir: str):
 
 
 @pytest.fixture(scope="module")
-def finished_study(tmp_path_factory):
+def finished_study(tmp_path_factory, fake_archive):
   root = str(tmp_path_factory.mktemp("study"))
-  *_, test_labels = conftest.write_fake_archive(root, test_size=10_000)
-  conftest.write_fake_cifar10h(root, test_labels)
+  conftest.write_fake_cifar10h(root, conftest.link_fake_archive(fake_archive, root))
   with open(os.path.join(root, "PROVENANCE.json"), "w") as f:
     json.dump({"cifar10": {"stand_in": True}}, f)
   workdir = os.path.join(root, "out")
@@ -237,4 +236,74 @@ def test_align_entry_point_fails_without_traceback(tmp_path):
   assert "error: philnet=" in proc.stderr and "Traceback" not in proc.stderr
   help_text = subprocess.run([sys.executable, "-m", "experiments.run_study", "--help"],
                              cwd=ROOT, capture_output=True, text=True, check=False).stdout
-  assert "--workdir:" in help_text and "finetune_architecture" in help_text
+  assert "--workdir=DIR" in help_text and "finetune_architecture ('philnet')" in help_text
+
+
+def test_alignment_outputs_are_replaced_as_a_set(finished_study, tmp_path, monkeypatch):
+  """Failure 8 of the reliability issue: a rerun over other images that dies midway leaves the
+  previous run's files, all of one run; a finished rerun replaces every one of them."""
+  config, workdir, _ = finished_study
+  small = config.align.copy_and_resolve_references()
+  small.update(dict(models=f"philnet={workdir}/train/philnet-seed0", data_dir=config.data_dir,
+                    methods="spearman", n_bootstrap=2, n_permutations=2, n_ceiling_splits=1,
+                    figure_images=20, classifier_layers="probs"))
+  out = str(tmp_path / "align")
+
+  def consistent(n: int) -> None:
+    results = json.load(open(os.path.join(out, "results.json")))
+    assert results["n_images"] == n
+    rdm_dir = os.path.join(out, "rdms")
+    for name in os.listdir(rdm_dir):
+      if name.endswith(".json"):
+        sidecar = json.load(open(os.path.join(rdm_dir, name)))
+        assert sidecar["run_id"] == results["provenance"]["run_id"], name
+        if "classes" not in name:
+          assert sidecar["num_pairs"] == n * (n - 1) // 2, name
+    events = [f for f in os.listdir(out) if f.startswith("events.out.tfevents")]
+    assert len(events) == 1  # one run's scalars, not one file per rerun
+
+  small.num_images = 120
+  align.run_alignment(small, out)
+  consistent(120)
+  small.num_images = 100
+  monkeypatch.setattr(align.plots, "alignment_bars",
+                      lambda *a, **k: (_ for _ in ()).throw(RuntimeError("killed midway")))
+  with pytest.raises(RuntimeError, match="killed midway"):
+    align.run_alignment(small, out)
+  consistent(120)
+  monkeypatch.undo()
+  align.run_alignment(small, out)
+  consistent(100)
+  assert not os.path.exists(os.path.join(out, outputs.STAGING_DIR))
+
+
+def test_a_rerun_reuses_features_rdms_and_statistics(finished_study, tmp_path, monkeypatch):
+  """The same config again: nothing expensive is recomputed and every number is the same; a
+  changed resample count recomputes the statistics it affects."""
+  config, workdir, _ = finished_study
+  small = config.align.copy_and_resolve_references()
+  small.update(dict(models=f"philnet={workdir}/train/philnet-seed0,vae={workdir}/train/vae-seed0",
+                    data_dir=config.data_dir, num_images=100, methods="spearman",
+                    n_bootstrap=3, n_permutations=3, n_ceiling_splits=1, figure_images=20,
+                    classifier_layers="probs"))
+  out = str(tmp_path / "cached")
+  first = align.run_alignment(small, out)
+
+  def recomputed(*args, **kwargs):
+    raise AssertionError("recomputed although nothing changed")
+
+  for module, name in ((representations.features, "extract_features"), (align.rsa, "rdm"),
+                       (align.rsa, "bootstrap_methods"), (align.rsa, "permutation_test"),
+                       (align.rsa, "noise_ceilings"), (align.rsa, "paired_bootstrap")):
+    monkeypatch.setattr(module, name, recomputed)
+  again = align.run_alignment(small, out)
+  assert again["rsa"] == first["rsa"] and again["noise_ceiling"] == first["noise_ceiling"]
+  assert again["comparisons"] == first["comparisons"]
+  monkeypatch.undo()
+  calls = []
+  original = align.rsa.bootstrap_methods
+  monkeypatch.setattr(align.rsa, "bootstrap_methods",
+                      lambda *a, **k: calls.append(k["n_resamples"]) or original(*a, **k))
+  small.n_bootstrap = 4
+  align.run_alignment(small, out)
+  assert calls == [4, 4]  # one per model and layer, with the new count

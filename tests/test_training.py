@@ -130,8 +130,7 @@ def test_run_writes_outputs_and_an_interrupted_run_resumes_identically(tiny_phil
   original_save = checkpoint.Checkpointer.save
 
   def save_then_crash(self, step, state, metrics):
-    original_save(self, step, state, metrics)
-    self.manager.wait_until_finished()
+    original_save(self, step, state, metrics)  # synchronous: committed when it returns
     raise KeyboardInterrupt("simulated pre-emption")
 
   monkeypatch.setattr(checkpoint.Checkpointer, "save", save_then_crash)
@@ -153,7 +152,7 @@ def test_non_finite_loss_stops_without_a_checkpoint(tiny_philnet_config, tmp_pat
 
   monkeypatch.setattr(objectives, "cross_entropy", poisoned)
   workdir = str(tmp_path / "nan")
-  with pytest.raises(FloatingPointError, match="non-finite.*step 2.*last good one: step None"):
+  with pytest.raises(FloatingPointError, match="non-finite.*step 2.*no checkpoint was saved yet"):
     loop.train_and_evaluate(tiny_philnet_config, workdir)
   assert not os.listdir(os.path.join(workdir, "checkpoints"))
 
@@ -188,5 +187,5 @@ def test_entry_point_reports_errors_without_traceback(tmp_path):
   assert "error: Bad config" in proc.stderr and "Traceback" not in proc.stderr
   help_text = subprocess.run([sys.executable, "-m", "experiments.train_philnet", "--help"],
                              cwd=ROOT, capture_output=True, text=True, check=False).stdout
-  for option in ("--workdir:", "--config:", "--[no]distributed:"):
+  for option in ("--workdir=DIR", "--config=FILE", "--distributed", "--verbosity"):
     assert option in help_text, help_text

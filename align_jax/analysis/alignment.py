@@ -1,8 +1,9 @@
 """Representational alignment statistics of one model RDM against the human RDM, per-fold
-scores, class-level RSA, Holm's correction and summaries across training seeds. Arrays in,
-JSON-ready dicts out."""
+scores, class-level RSA, Holm's correction, what a family of resampling tests can resolve, and
+summaries across training seeds. Arrays in, JSON-ready dicts out."""
 
 import itertools
+import math
 import re
 
 import numpy as np
@@ -10,6 +11,7 @@ import numpy as np
 from align_jax import rsa
 
 SEED_SUFFIX = re.compile(r"^(.*)-seed\d+$")  # labels 'philnet-seed0', 'philnet-seed1' group
+ALPHA = 0.05  # the significance level the report speaks of
 
 
 def holm(p_values) -> list[float]:
@@ -25,26 +27,64 @@ def holm(p_values) -> list[float]:
   return out.tolist()
 
 
+def permutation_floor(n_permutations: int) -> float:
+  """The smallest p-value `n_permutations` permutations can give: 1 / (1 + n)."""
+  return 1.0 / (1 + n_permutations)
+
+
+def paired_floor(n_bootstrap: int) -> float:
+  """The smallest two-sided paired-bootstrap p-value: 2 / (1 + n) (see rsa.paired_bootstrap)."""
+  return min(1.0, 2.0 / (1 + n_bootstrap))
+
+
+def family_summary(num_tests: int, floor: float, resamples: int) -> dict:
+  """What a family of `num_tests` resampling tests with p-value `floor` can show after Holm's
+  correction: its smallest possible adjusted p is num_tests * floor, so when that exceeds ALPHA
+  no test can be significant, whatever the data. `resamples_needed` is the count that would
+  make the smallest adjusted p reach ALPHA."""
+  smallest = min(1.0, num_tests * floor)
+  # floor = c / (1 + n) with c = 1 (permutations) or 2 (paired bootstrap)
+  numerator = floor * (1 + resamples)
+  return {"tests": num_tests, "resamples": resamples, "floor": floor, "min_holm_p": smallest,
+          "alpha": ALPHA, "significance_reachable": bool(num_tests and smallest <= ALPHA),
+          "resamples_needed": int(math.ceil(num_tests * numerator / ALPHA - 1)) if num_tests else 0}
+
+
+def correct_permutation_family(rsa_rows: list[dict]) -> dict:
+  """Adds `p_permutation_holm` (Holm over every pooled model x layer x method permutation test)
+  to the rows in place; returns that family's summary (see family_summary)."""
+  tested = [r for r in rsa_rows if r.get("p_permutation") is not None]
+  for row, adjusted in zip(tested, holm([r["p_permutation"] for r in tested])):
+    row["p_permutation_holm"] = adjusted
+  resamples = tested[0]["n_permutations"] if tested else 0
+  return family_summary(len(tested), permutation_floor(resamples), resamples)
+
+
 def rdm_statistics(model_rdm: np.ndarray, human_rdm: np.ndarray, methods: list[str],
                    ceilings: dict[str, float], *, n_bootstrap: int, n_permutations: int,
-                   seed: int) -> dict[str, dict]:
-  """For each method: the score on all images, its bootstrap CI over images (percentile, 95%),
-  the permutation p-value (one-sided: more similar than chance) and the fraction of the noise
-  ceiling. Resample counts of 0 skip the CI or the p-value (reported as None)."""
+                   seed: int, human: rsa.HumanAnnotators | None = None,
+                   label: str = "") -> dict[str, dict]:
+  """For each method: the score on all images, its bootstrap 95% CI (over images, and with
+  `human` over their annotators too), the permutation p-value (one-sided: more similar than
+  chance) and the fraction of the noise ceiling. Resample counts of 0 skip the CI or the
+  p-value (reported as None). `label` names the model and layer in progress lines."""
   estimates = rsa.compare_methods(model_rdm, human_rdm, methods)
   boots = (rsa.bootstrap_methods(model_rdm, human_rdm, methods, n_resamples=n_bootstrap,
-                                 seed=seed) if n_bootstrap else {})
+                                 seed=seed, human=human, label=label) if n_bootstrap else {})
   out = {}
   for method in methods:
     estimate = estimates[method]
     entry = {"estimate": estimate, "ci_low": None, "ci_high": None, "p_permutation": None,
              "n_bootstrap": n_bootstrap, "n_permutations": n_permutations,
+             "ci_source": rsa.CI_SOURCES[human is not None], "ci_interval": None,
              "fraction_of_ceiling": estimate / ceilings[method] if ceilings[method] else None}
     if n_bootstrap:
-      entry.update(ci_low=boots[method].ci_low, ci_high=boots[method].ci_high)
+      entry.update(ci_low=boots[method].ci_low, ci_high=boots[method].ci_high,
+                   ci_interval=boots[method].interval)
     if n_permutations:
       entry["p_permutation"] = rsa.permutation_test(
-          model_rdm, human_rdm, method, n_permutations=n_permutations, seed=seed).p_value
+          model_rdm, human_rdm, method, n_permutations=n_permutations, seed=seed,
+          label=label).p_value
     out[method] = entry
   return out
 

@@ -6,16 +6,22 @@ shuffled with ids `test_%05d`, so it is sorted by id (and the ids are checked).
 """
 
 import dataclasses
+import glob
 import os
+import socket
 
 import numpy as np
 
 from align_jax.errors import InputError
 
 RECORD_BYTES = 1 + 32 * 32 * 3
+RECORDS_PER_FILE = 10_000  # every official binary file, training and test alike
+SPLIT_SIZES = {"train": 50_000, "test": 10_000}
 TRAIN_FILES = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
 TEST_FILE = "test_batch.bin"
 BINARY_SUBDIR = "cifar-10-batches-bin"
+DOWNLOAD_HOST = ("www.cs.toronto.edu", 443)  # where tensorflow-datasets fetches CIFAR-10
+REACH_TIMEOUT_S = 3.0
 NUM_CLASSES = 10
 CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer",
                "dog", "frog", "horse", "ship", "truck")
@@ -38,10 +44,13 @@ def read_binary_batch(path: str) -> tuple[np.ndarray, np.ndarray]:
         f"{BINARY_SUBDIR}/{{{','.join(TRAIN_FILES)},{TEST_FILE}}} as unpacked from "
         "cifar-10-binary.tar.gz (or set data_dir='' to use tensorflow-datasets).")
   raw = np.fromfile(path, dtype=np.uint8)
-  if raw.size == 0 or raw.size % RECORD_BYTES:
+  if raw.size != RECORDS_PER_FILE * RECORD_BYTES:
+    whole = "" if raw.size % RECORD_BYTES else f" ({raw.size // RECORD_BYTES:,} records)"
     raise InputError(
-        f"Malformed CIFAR-10 file {path}: {raw.size} bytes is not a positive multiple of the "
-        f"{RECORD_BYTES}-byte record size. Re-extract it from cifar-10-binary.tar.gz.")
+        f"Malformed CIFAR-10 file {path}: {raw.size:,} bytes{whole}, expected exactly "
+        f"{RECORDS_PER_FILE:,} records of {RECORD_BYTES} bytes ({RECORDS_PER_FILE * RECORD_BYTES:,}"
+        " bytes): the file is truncated or not an official one. Re-extract it from "
+        "cifar-10-binary.tar.gz.")
   records = raw.reshape(-1, RECORD_BYTES)
   labels = records[:, 0].astype(np.int32)
   if labels.max() >= NUM_CLASSES:
@@ -78,8 +87,29 @@ def sort_by_id(examples: dict, split: str) -> tuple[np.ndarray, np.ndarray]:
           np.asarray(examples["label"])[order].astype(np.int32))
 
 
+def _tfds_prepared(tfds_data_dir: str | None) -> bool:
+  """Whether tfds' cifar10 is already prepared on disk (so no download is needed)."""
+  root = os.path.expanduser(tfds_data_dir or os.environ.get("TFDS_DATA_DIR")
+                            or "~/tensorflow_datasets")
+  return bool(glob.glob(os.path.join(root, "cifar10", "*", "dataset_info.json")))
+
+
+def _check_download_host() -> None:
+  """Fails within seconds, before tfds creates any folder, when CIFAR-10's host is out of
+  reach (tfds itself retries for minutes)."""
+  try:
+    socket.create_connection(DOWNLOAD_HOST, timeout=REACH_TIMEOUT_S).close()
+  except OSError as e:
+    raise InputError(
+        f"tensorflow-datasets would download CIFAR-10 from {DOWNLOAD_HOST[0]}, which this "
+        f"machine cannot reach ({e}). Offline? Point data_dir or ALIGN_JAX_DATA_DIR at a "
+        "directory in the official binary layout (README, 'Data').") from e
+
+
 def load_tfds(tfds_data_dir: str | None = None) -> Cifar10:
   """Loads tfds `cifar10` (downloads once) and sorts both splits into the official order."""
+  if not _tfds_prepared(tfds_data_dir):
+    _check_download_host()
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   from align_jax.data import tf_cpu  # pylint: disable=g-import-not-at-top
   tf_cpu.hide_gpus_from_tensorflow()
@@ -94,6 +124,11 @@ def load_tfds(tfds_data_dir: str | None = None) -> Cifar10:
           "Point data_dir or ALIGN_JAX_DATA_DIR at a directory in the official binary layout "
           "(README, 'Data').") from e
     examples = {k: np.concatenate([b[k] for b in batches]) for k in ("id", "image", "label")}
+    if len(examples["label"]) != SPLIT_SIZES[split]:
+      raise InputError(f"tensorflow-datasets cifar10 '{split}' has {len(examples['label']):,} "
+                       f"examples, expected {SPLIT_SIZES[split]:,}: its prepared files are "
+                       "incomplete. Delete its folder under ~/tensorflow_datasets/cifar10 and "
+                       "retry, or use a data directory.")
     splits[split] = sort_by_id(examples, split)
   return Cifar10(*splits["train"], *splits["test"])
 

@@ -65,26 +65,42 @@ def _sha256(path: str) -> str:
     return hashlib.sha256(f.read()).hexdigest()
 
 
-def validate(probs: np.ndarray, counts: np.ndarray, test_labels: np.ndarray | None) -> None:
-  """Raises ValueError unless probs/counts are CIFAR-10H-shaped, consistent and in test order."""
+def validate(probs: np.ndarray, counts: np.ndarray, test_labels: np.ndarray | None,
+             paths: dict[str, str] | None = None) -> None:
+  """Raises InputError unless probs/counts are CIFAR-10H-shaped, consistent and in test order;
+  messages name the files (`paths`: file name -> path) and what is expected."""
+  paths = paths or {}
+  where = {"probs": paths.get("cifar10h-probs.npy", "CIFAR-10H probs"),
+           "counts": paths.get("cifar10h-counts.npy", "CIFAR-10H counts")}
   for name, array in (("probs", probs), ("counts", counts)):
     if array.shape != (NUM_IMAGES, NUM_CLASSES):
-      raise InputError(f"CIFAR-10H {name} has shape {array.shape}, expected "
-                       f"({NUM_IMAGES}, {NUM_CLASSES}).")
+      raise InputError(f"{where[name]} has shape {array.shape}, expected "
+                       f"({NUM_IMAGES}, {NUM_CLASSES}): one row per CIFAR-10 test image.")
     if not np.all(np.isfinite(array)) or np.any(array < 0):
-      raise InputError(f"CIFAR-10H {name} has negative or non-finite entries.")
+      raise InputError(f"{where[name]} has negative or non-finite (NaN/inf) entries.")
   if not np.allclose(probs.sum(axis=1), 1.0, atol=1e-6):
-    raise InputError("CIFAR-10H probs rows do not sum to 1.")
+    raise InputError(f"{where['probs']}: rows do not sum to 1 (they must be label "
+                     "distributions).")
   totals = counts.sum(axis=1, keepdims=True)
   if np.any(totals == 0) or not np.allclose(counts / np.maximum(totals, 1), probs, atol=1e-6):
-    raise InputError("CIFAR-10H counts and probs disagree (probs != counts / row total).")
+    raise InputError(f"{where['counts']} and {where['probs']} disagree (probs != counts / row "
+                     "total): they are not the same release.")
   if test_labels is not None:
     agreement = float(np.mean(np.argmax(counts, axis=1) == test_labels))
     if agreement < MIN_MAJORITY_AGREEMENT:
       raise InputError(
-          f"The CIFAR-10H majority label matches the CIFAR-10 test label on only "
+          f"The majority label of {where['counts']} matches the CIFAR-10 test label on only "
           f"{agreement:.1%} of images (expected ~99%): the file is not in the official test "
           "order, or the test set is not in official order.")
+
+
+def _load_array(path: str) -> np.ndarray:
+  """np.load without pickles, with a clear error for anything that is not a plain .npy array."""
+  try:
+    return np.load(path, allow_pickle=False)
+  except (ValueError, OSError, EOFError) as e:
+    raise InputError(f"{path} is not a plain numeric .npy array ({e}). Use the published "
+                     "CIFAR-10H files (pickled or damaged files are refused).") from e
 
 
 def load_cifar10h(data_dir: str = "", test_labels: np.ndarray | None = None, *,
@@ -97,10 +113,13 @@ def load_cifar10h(data_dir: str = "", test_labels: np.ndarray | None = None, *,
       paths[name] = os.path.join(local, name)
     else:
       paths[name] = _download(name, cache_dir or default_cache_dir(), fetch)
-  probs = np.load(paths["cifar10h-probs.npy"], allow_pickle=False).astype(np.float64)
-  counts = np.load(paths["cifar10h-counts.npy"], allow_pickle=False)
-  if not np.all(counts == np.round(counts)):
+  probs, counts = (_load_array(paths[name]) for name in ("cifar10h-probs.npy",
+                                                         "cifar10h-counts.npy"))
+  for name, array in (("cifar10h-probs.npy", probs), ("cifar10h-counts.npy", counts)):
+    if not np.issubdtype(array.dtype, np.number):
+      raise InputError(f"{paths[name]} holds {array.dtype} values, not numbers.")
+  probs = probs.astype(np.float64)
+  if counts.shape == (NUM_IMAGES, NUM_CLASSES) and not np.all(counts == np.round(counts)):
     raise InputError(f"{paths['cifar10h-counts.npy']} holds non-integer counts.")
-  counts = counts.astype(np.int64)
-  validate(probs, counts, test_labels)
-  return probs, counts
+  validate(probs, counts, test_labels, paths)
+  return probs, counts.astype(np.int64)

@@ -37,20 +37,42 @@ PREPROCESSING = {
 }
 
 
-def preprocess(images: np.ndarray, prep: Preprocessing,
-               rng: np.random.Generator | None) -> np.ndarray:
-  """uint8 [b, 32, 32, 3] -> float32 [b, 32, 32, 3]; `rng=None` means no augmentation."""
-  if rng is not None and prep.random_crop:
+@dataclasses.dataclass(frozen=True)
+class Augmentation:
+  """Per-image random choices: crop offsets (None: no crop) and horizontal flips (None: none)."""
+  top: np.ndarray | None
+  left: np.ndarray | None
+  flip: np.ndarray | None
+
+  def take(self, idx) -> "Augmentation":
+    pick = lambda a: None if a is None else a[idx]
+    return Augmentation(pick(self.top), pick(self.left), pick(self.flip))
+
+
+def draw_augmentation(n: int, prep: Preprocessing, rng: np.random.Generator) -> Augmentation:
+  """The random choices for n images (drawn for a whole global batch, so every process of a
+  multi-host run applies the same ones to its slice as a single process would)."""
+  crop = prep.random_crop
+  top = rng.integers(0, 2 * CROP_PADDING + 1, size=n) if crop else None
+  left = rng.integers(0, 2 * CROP_PADDING + 1, size=n) if crop else None
+  flip = rng.random(n) < 0.5 if prep.random_flip else None
+  return Augmentation(top, left, flip)
+
+
+def preprocess(images: np.ndarray, prep: Preprocessing, rng: np.random.Generator | None,
+               augmentation: Augmentation | None = None) -> np.ndarray:
+  """uint8 [b, 32, 32, 3] -> float32 [b, 32, 32, 3]. Augmentation (training only): drawn from
+  `rng`, or given; `rng=None` and no `augmentation` means none."""
+  if augmentation is None and rng is not None:
+    augmentation = draw_augmentation(len(images), prep, rng)
+  if augmentation is not None and augmentation.top is not None:
     b, h, w, _ = images.shape
     padded = np.pad(images, ((0, 0), (CROP_PADDING,) * 2, (CROP_PADDING,) * 2, (0, 0)))
-    top = rng.integers(0, 2 * CROP_PADDING + 1, size=b)
-    left = rng.integers(0, 2 * CROP_PADDING + 1, size=b)
-    rows = (top[:, None] + np.arange(h))[:, :, None]
-    cols = (left[:, None] + np.arange(w))[:, None, :]
+    rows = (augmentation.top[:, None] + np.arange(h))[:, :, None]
+    cols = (augmentation.left[:, None] + np.arange(w))[:, None, :]
     images = padded[np.arange(b)[:, None, None], rows, cols]
-  if rng is not None and prep.random_flip:
-    flip = rng.random(len(images)) < 0.5
-    images = np.where(flip[:, None, None, None], images[:, :, ::-1], images)
+  if augmentation is not None and augmentation.flip is not None:
+    images = np.where(augmentation.flip[:, None, None, None], images[:, :, ::-1], images)
   x = images.astype(np.float32) / 255.0
   if prep.normalize:
     x = (x - CIFAR10_MEAN) / CIFAR10_STD
@@ -101,9 +123,10 @@ def train_batches(examples: dict, global_batch: int, prep: Preprocessing, seed: 
     order = np.random.default_rng([seed, epoch]).permutation(n)
     for i in range(offset, steps_per_epoch):
       idx = order[i * global_batch:(i + 1) * global_batch][mine]
-      aug_rng = np.random.default_rng([seed, epoch, i, jax.process_index()])
+      augmentation = draw_augmentation(global_batch, prep,
+                                       np.random.default_rng([seed, epoch, i])).take(mine)
       batch = {k: v[idx] for k, v in examples.items()}
-      batch["image"] = preprocess(batch["image"], prep, aug_rng)
+      batch["image"] = preprocess(batch["image"], prep, None, augmentation)
       yield _shard(batch, jax.local_device_count())
     step = (epoch + 1) * steps_per_epoch
 

@@ -9,10 +9,22 @@ out (validation = test = its images) and the model trains on the other k - 1 fol
 CIFAR-10H label distributions as `human_probs` beside the CIFAR-10 `label`.
 """
 
+import hashlib
+
 import numpy as np
 
 from align_jax.data import cifar10, cifar10h, input_pipeline
 from align_jax.errors import InputError
+
+
+def data_identity(data: cifar10.Cifar10, *extra: np.ndarray) -> str:
+  """sha256 of what identifies the data a run learns from: the test images, every label, and
+  `extra` arrays (CIFAR-10H when fine-tuning). A swapped archive (e.g. the JPEG stand-in for
+  the official one) changes the test images; a moved one changes nothing."""
+  digest = hashlib.sha256()
+  for array in (data.test_images, data.test_labels, data.train_labels) + extra:
+    digest.update(np.ascontiguousarray(array).tobytes())
+  return digest.hexdigest()
 
 
 def _subset(n: int, size: int, seed: int, purpose: int) -> np.ndarray:
@@ -50,6 +62,7 @@ def _fold_splits(config, data: cifar10.Cifar10) -> dict[str, dict[str, np.ndarra
   if not 0 <= config.fold < config.num_folds:
     raise InputError(f"fold={config.fold} must be in 0..{config.num_folds - 1}.")
   probs, _ = cifar10h.load_cifar10h(config.data_dir, data.test_labels)
+  identity = data_identity(data, probs)
   n = protocol_size(config.test_subset, len(data.test_labels))
   arrays = {"image": data.test_images[:n], "label": data.test_labels[:n],
             "human_probs": probs[:n].astype(np.float32)}
@@ -57,12 +70,13 @@ def _fold_splits(config, data: cifar10.Cifar10) -> dict[str, dict[str, np.ndarra
   held_out = _take(arrays, np.flatnonzero(folds == config.fold))
   train = _take(arrays, np.flatnonzero(folds != config.fold))
   train = _take(train, _subset(len(train["label"]), config.train_subset, config.seed, 1))
-  return {"train": train, "validation": held_out, "test": held_out}
+  return {"train": train, "validation": held_out, "test": held_out, "identity": identity}
 
 
-def load_training_splits(config) -> dict[str, dict[str, np.ndarray]]:
+def load_training_splits(config) -> dict:
   """{'train', 'validation', 'test'} -> {'image': uint8 [n, 32, 32, 3], 'label': int32 [n]}
-  (+ 'human_probs' float32 [n, 10] when fine-tuning on CIFAR-10H folds)."""
+  (+ 'human_probs' float32 [n, 10] when fine-tuning on CIFAR-10H folds), and 'identity': a
+  checksum of the data (training/resume.py compares it on resume)."""
   data = cifar10.load_cifar10(config.data_dir)
   if config.num_folds:
     return _fold_splits(config, data)
@@ -78,4 +92,5 @@ def load_training_splits(config) -> dict[str, dict[str, np.ndarray]]:
       "train": take(data.train_images, data.train_labels, train_idx),
       "validation": take(data.train_images, data.train_labels, val_idx),
       "test": take(data.test_images, data.test_labels, test_idx),
+      "identity": data_identity(data),
   }

@@ -19,10 +19,12 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from align_jax import features
-from align_jax.data import cifar10, splits
+from align_jax import config_checks, features, multihost
+from align_jax import workdir as workdir_lib
+from align_jax.data import cifar10, cifar10h, splits
 from align_jax.errors import InputError
-from align_jax.pipeline import split_list
+from align_jax.config_checks import split_list
+from align_jax.pipeline import outputs
 from align_jax.training import loop
 
 TARGETS = {"cifar10h": "human_probs", "cifar10": "label"}
@@ -38,23 +40,6 @@ def is_finetune_workdir(workdir: str) -> bool:
 def read_marker(workdir: str) -> dict:
   with open(os.path.join(workdir, MARKER_FILE)) as f:
     return json.load(f)
-
-
-def _check(config) -> None:
-  problems = []
-  if not config.init_from:
-    problems.append("init_from is empty: name the CIFAR-10 training workdir to start from")
-  elif not os.path.isfile(os.path.join(config.init_from, "config.json")):
-    problems.append(f"init_from={config.init_from!r} is not a training workdir (no config.json)")
-  if config.num_folds < 2:
-    problems.append(f"num_folds={config.num_folds} must be >= 2")
-  unknown = [t for t in split_list(config.targets) if t not in TARGETS]
-  if unknown or not split_list(config.targets):
-    problems.append(f"targets={config.targets!r} must list some of {sorted(TARGETS)}")
-  if not split_list(config.layers):
-    problems.append("layers is empty: name the features to keep (e.g. 'penultimate,logits')")
-  if problems:
-    raise InputError("Bad fine-tuning config:\n  - " + "\n  - ".join(problems))
 
 
 def fold_config(config, base: ml_collections.ConfigDict, init_path: str, target: str,
@@ -95,7 +80,7 @@ def _collect_out_of_fold(fold_dirs: list[str], folds: np.ndarray, images: np.nda
 
 def finetune_cifar10h(config, workdir: str) -> dict:
   """Runs the protocol for every target in `config.targets`; returns finetune.json's content."""
-  _check(config)
+  config_checks.finetune(config)
   base = features.read_config(config.init_from)
   if base.task != "classification":
     raise InputError(f"init_from={config.init_from!r} trained a {base.task!r} model; CIFAR-10H "
@@ -103,30 +88,43 @@ def finetune_cifar10h(config, workdir: str) -> dict:
   init_step = features.checkpoint_step(config.init_from, "best")
   init_path = os.path.join(os.path.abspath(config.init_from), "checkpoints", str(init_step))
   data = cifar10.load_cifar10(config.data_dir)
+  cifar10h.load_cifar10h(config.data_dir, data.test_labels)  # checked before any fold writes
   n = splits.protocol_size(config.test_subset, len(data.test_labels))
   folds = splits.fold_assignment(n, config.num_folds, config.seed)
+  with workdir_lib.lock(workdir):
+    return _run_folds(config, workdir, base, init_step, init_path, data, n, folds)
+
+
+def _run_folds(config, workdir: str, base, init_step: int, init_path: str, data, n: int,
+               folds: np.ndarray) -> dict | None:
+  """Every target's folds, out-of-fold arrays and finetune.json (see module). Every fold of
+  every target trains first (with all processes of a multi-host run); then process 0 alone
+  collects and writes, and the others return None."""
+  targets = split_list(config.targets)
+  fold_dirs = {t: [os.path.join(workdir, t, f"fold_{f:02d}") for f in range(config.num_folds)]
+               for t in targets}
+  results = {t: [] for t in targets}
+  for target in targets:
+    for fold, fold_dir in enumerate(fold_dirs[target]):
+      logging.info("Fine-tuning on %s labels: fold %d/%d (%d held-out images).", target,
+                   fold + 1, config.num_folds, int(np.sum(folds == fold)))
+      results[target].append(loop.train_and_evaluate(
+          fold_config(config, base, init_path, target, fold), fold_dir))
+  if not multihost.is_primary():
+    return None
   layers = split_list(config.layers)
   summary = {"model": base.model, "init_from": os.path.abspath(config.init_from),
              "init_step": init_step, "num_folds": config.num_folds, "num_images": n,
              "seed": config.seed, "layers": layers, "targets": {}}
-  for target in split_list(config.targets):
-    fold_dirs = [os.path.join(workdir, target, f"fold_{f:02d}") for f in range(config.num_folds)]
-    results = []
-    for fold, fold_dir in enumerate(fold_dirs):
-      logging.info("Fine-tuning on %s labels: fold %d/%d (%d held-out images).", target,
-                   fold + 1, config.num_folds, int(np.sum(folds == fold)))
-      results.append(loop.train_and_evaluate(
-          fold_config(config, base, init_path, target, fold), fold_dir))
-    arrays = _collect_out_of_fold(fold_dirs, folds, data.test_images[:n], layers,
+  for target in targets:
+    arrays = _collect_out_of_fold(fold_dirs[target], folds, data.test_images[:n], layers,
                                   config.eval_batch_size)
     path = os.path.join(workdir, target, OUT_OF_FOLD_FILE)
     np.savez(path + ".tmp.npz", **arrays)
     os.replace(path + ".tmp.npz", path)
     summary["targets"][target] = {
-        "out_of_fold": path, "fold_workdirs": fold_dirs, "steps": arrays["steps"].tolist(),
-        "held_out_accuracy": [r["test"]["accuracy"] for r in results]}
-  marker = os.path.join(workdir, MARKER_FILE)
-  with open(marker + ".tmp", "w") as f:
-    json.dump(summary, f, indent=2)
-  os.replace(marker + ".tmp", marker)
+        "out_of_fold": path, "fold_workdirs": fold_dirs[target],
+        "steps": arrays["steps"].tolist(),
+        "held_out_accuracy": [r["test"]["accuracy"] for r in results[target]]}
+  outputs.atomic_write_json(os.path.join(workdir, MARKER_FILE), summary)
   return summary

@@ -1,9 +1,11 @@
-"""What the alignment run compares with humans, gathered per model entry `label=workdir`.
+"""What the alignment run compares with humans, gathered per model entry `label=path`.
 
 A training workdir gives features of every image from one checkpoint (plus softmax outputs for
 classifiers, image grids for the VAE). A fine-tuning workdir (experiments.finetune_cifar10h)
 gives, per target, pooled out-of-fold softmax outputs over every image and each fold's own
-features of its held-out images.
+features of its held-out images. A `.npz` file brings any other model: named arrays
+[10000, ...] over the CIFAR-10 test images in the official order; every array is a layer, and
+`probs` (probability rows) or else `logits` also feed the behavioural measures.
 """
 
 import dataclasses
@@ -15,11 +17,13 @@ from absl import logging
 from align_jax import features
 from align_jax.data import input_pipeline
 from align_jax.errors import InputError
-from align_jax.pipeline import finetune, split_list
+from align_jax.config_checks import split_list
+from align_jax.pipeline import cache, finetune
 from align_jax.training import samples
 
 PROBS = "probs"  # a derived layer: softmax of the logits
 GRID_IMAGES = 16
+TEST_IMAGES = 10_000  # rows of a model file: every CIFAR-10 test image, official order
 
 
 @dataclasses.dataclass
@@ -49,38 +53,100 @@ def parse_models(text: str) -> dict[str, str]:
                        "(it names files).")
     if label in models:
       raise InputError(f"model label {label!r} appears twice in models.")
-    if not (os.path.isfile(os.path.join(workdir, "config.json"))
-            or finetune.is_finetune_workdir(workdir)):
+    if workdir.endswith(".npz"):
+      if not os.path.isfile(workdir):
+        raise InputError(f"{label}={workdir}: no such model file.")
+    elif not (os.path.isfile(os.path.join(workdir, "config.json"))
+              or finetune.is_finetune_workdir(workdir)):
       raise InputError(f"{label}={workdir}: not a training or fine-tuning workdir (it has "
-                       "neither config.json nor finetune.json).")
+                       "neither config.json nor finetune.json) nor a .npz model file.")
     models[label] = workdir
   if not models:
     raise InputError("models is empty: pass --config.models=label=WORKDIR[,label=WORKDIR...].")
   return models
 
 
-def from_checkpoint(label: str, workdir: str, images: np.ndarray,
-                    layers_by_task: dict[str, list[str]], config) -> Representations:
-  """Features of every image from the workdir's `config.checkpoint` checkpoint, for the layers
-  its task asks for (classifiers always extract logits: their softmax feeds the behaviour)."""
-  trained = features.load_trained(workdir, config.checkpoint)
-  layers = layers_by_task[trained.config.task]
-  classifier = trained.config.task == "classification"
-  wanted = sorted({l for l in layers if l != PROBS} | ({"logits"} if classifier else set()))
+def _extract(label: str, workdir: str, which: str, images: np.ndarray, wanted: list[str],
+             config) -> dict[str, np.ndarray]:
+  """{layer: features} of checkpoint `which` (+ 'grid/<name>' image grids for the VAE)."""
+  trained = features.load_trained(workdir, which)
   logging.info("%s: extracting %s from %s step %d on %d images.", label, wanted,
                trained.config.model, trained.step, len(images))
-  pooled = features.extract_features(trained, images, wanted,
-                                     batch_size=config.batch_size, reduction=config.reduction,
-                                     max_dims=config.max_dims, seed=config.seed)
-  probs = features.softmax(pooled["logits"]) if classifier else None
-  if PROBS in layers:
-    pooled[PROBS] = probs.astype(np.float32)
-  grids = {}
+  arrays = features.extract_features(trained, images, wanted, batch_size=config.batch_size,
+                                     reduction=config.reduction, max_dims=config.max_dims,
+                                     seed=config.seed)
   if trained.config.task == "vae":
     x = input_pipeline.preprocess(images[:GRID_IMAGES], trained.preprocessing, None)
     grids = samples.vae_grids(trained.model, trained.variables, x, seed=config.seed)
-  return Representations(label, trained.config.model, workdir, [trained.step],
-                         {l: pooled[l] for l in layers}, {}, [], probs, grids, "checkpoint")
+    arrays.update({f"grid/{name}": grid for name, grid in grids.items()})
+  return arrays
+
+
+def from_checkpoint(label: str, workdir: str, images: np.ndarray,
+                    layers_by_task: dict[str, list[str]], config, store) -> Representations:
+  """Features of every image from the workdir's `config.checkpoint` checkpoint, for the layers
+  its task asks for (classifiers always extract logits: their softmax feeds the behaviour).
+  Reused from `store` (a pipeline.cache.Cache) when nothing they depend on changed."""
+  saved = features.read_config(workdir)
+  step = features.checkpoint_step(workdir, config.checkpoint)
+  layers = layers_by_task[saved.task]
+  classifier = saved.task == "classification"
+  wanted = sorted({l for l in layers if l != PROBS} | ({"logits"} if classifier else set()))
+  step_dir = os.path.join(workdir, "checkpoints", str(step))
+  arrays = store.arrays(cache.key(
+      kind="features", workdir=os.path.abspath(workdir), step=step,
+      written=os.stat(step_dir).st_mtime_ns, layers=wanted, images=cache.digest(images),
+      reduction=config.reduction, max_dims=config.max_dims, seed=config.seed),
+      lambda: _extract(label, workdir, config.checkpoint, images, wanted, config))
+  pooled = {k: v for k, v in arrays.items() if not k.startswith("grid/")}
+  grids = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("grid/")}
+  probs = features.softmax(pooled["logits"]) if classifier else None
+  if PROBS in layers:
+    pooled[PROBS] = probs.astype(np.float32)
+  return Representations(label, saved.model, workdir, [step], {l: pooled[l] for l in layers},
+                         {}, [], probs, grids, "checkpoint")
+
+
+def _file_layer(path: str, name: str, value: np.ndarray) -> np.ndarray:
+  """A validated layer of a model file as float32 [10000, d] (spatial maps mean-pooled)."""
+  where = f"{path}: array {name!r}"
+  if not np.issubdtype(value.dtype, np.number) or value.ndim < 2:
+    raise InputError(f"{where} must be numbers shaped [{TEST_IMAGES}, ...]; got {value.dtype} "
+                     f"{value.shape}.")
+  if value.shape[0] != TEST_IMAGES:
+    raise InputError(f"{where} has {value.shape[0]:,} rows; a model file holds one row per "
+                     f"CIFAR-10 test image, all {TEST_IMAGES:,} in the official order.")
+  value = value.astype(np.float32).reshape(TEST_IMAGES, -1, value.shape[-1]).mean(axis=1) \
+      if value.ndim > 2 else value.astype(np.float32)
+  bad = np.flatnonzero(~np.all(np.isfinite(value), axis=1))
+  if bad.size:
+    raise InputError(f"{where} has NaN or inf in rows {bad[:5].tolist()}; clean them first.")
+  return value
+
+
+def from_file(label: str, path: str, num_images: int) -> Representations:
+  """A bring-your-own model: every array of the .npz at `path` is a layer (see module)."""
+  try:
+    with np.load(path, allow_pickle=False) as arrays:
+      raw = {name: arrays[name] for name in arrays.files}
+  except (ValueError, OSError, EOFError) as e:
+    raise InputError(f"{path} is not a plain numeric .npz file ({e}); save it with np.savez "
+                     "from numeric arrays (pickled objects are refused).") from e
+  if not raw:
+    raise InputError(f"{path} holds no arrays; save at least one layer [{TEST_IMAGES}, d].")
+  layers = {name: _file_layer(path, name, value) for name, value in sorted(raw.items())}
+  probs = None
+  if PROBS in layers:
+    probs = layers[PROBS].astype(np.float64)
+    if np.any(probs < 0) or not np.allclose(probs.sum(axis=1), 1.0, atol=1e-4):
+      raise InputError(f"{path}: array 'probs' must hold probability rows (>= 0, summing to 1); "
+                       "save logits as 'logits' instead.")
+  elif "logits" in layers:
+    probs = features.softmax(layers["logits"])
+  logging.info("%s: %s from %s.", label, sorted(layers), path)
+  return Representations(label, "file", path, [], {k: v[:num_images] for k, v in layers.items()},
+                         {}, [], None if probs is None else probs[:num_images], {},
+                         f"file:{os.path.abspath(path)}")
 
 
 def from_finetuning(label: str, workdir: str, num_images: int) -> list[Representations]:

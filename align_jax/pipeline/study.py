@@ -14,12 +14,13 @@ import os
 import ml_collections
 from absl import logging
 
+from align_jax import config_checks, multihost
+from align_jax import workdir as workdir_lib
 from align_jax.errors import InputError
-from align_jax.pipeline import align, finetune, outputs, split_list
+from align_jax.pipeline import align, finetune, outputs
 from align_jax.training import loop
 
 STAGES_FILE = "stages.json"
-ARCHITECTURES = ("philnet", "resnet50", "vae")
 
 
 def _stage(workdir: str, name: str, config: ml_collections.ConfigDict, run):
@@ -38,33 +39,21 @@ def _stage(workdir: str, name: str, config: ml_collections.ConfigDict, run):
     return stages[name]["result"]
   logging.info("Stage %s: running.", name)
   result = run()
-  stages[name] = {"config": fingerprint, "result": result}
-  outputs.atomic_write_json(path, stages)
+  if multihost.is_primary():  # every process reads the record; process 0 writes it
+    stages[name] = {"config": fingerprint, "result": result}
+    outputs.atomic_write_json(path, stages)
   return result
 
 
-def _check(config) -> list[str]:
-  archs = split_list(config.architectures)
-  problems = [f"architecture {a!r} is not one of {ARCHITECTURES}" for a in archs
-              if a not in ARCHITECTURES]
-  if not archs:
-    problems.append(f"architectures is empty; choose from {ARCHITECTURES}")
-  if config.num_seeds < 1:
-    problems.append(f"num_seeds={config.num_seeds} must be >= 1")
-  if config.finetune_architecture and config.finetune_architecture not in archs:
-    problems.append(f"finetune_architecture={config.finetune_architecture!r} must be one of "
-                    f"the trained architectures {archs} (or '' to skip fine-tuning)")
-  if config.finetune_architecture == "vae":
-    problems.append("finetune_architecture='vae': CIFAR-10H fine-tuning needs a classifier")
-  if problems:
-    raise InputError("Bad study config:\n  - " + "\n  - ".join(problems))
-  return archs
-
-
 def run_study(config, workdir: str) -> dict:
-  """All stages; returns the alignment results (results.json's content)."""
-  archs = _check(config)
-  os.makedirs(workdir, exist_ok=True)
+  """All stages; returns the alignment results (results.json's content). The output
+  directory is locked while the study runs (each stage locks its own folder too)."""
+  archs = config_checks.study(config)
+  with workdir_lib.lock(workdir):
+    return _run_stages(config, workdir, archs)
+
+
+def _run_stages(config, workdir: str, archs: list[str]) -> dict | None:
   models = {}
   for arch in archs:
     for seed in range(config.num_seeds):
@@ -84,6 +73,8 @@ def run_study(config, workdir: str) -> dict:
     _stage(workdir, "finetune", ft_config,
            lambda: finetune.finetune_cifar10h(ft_config, ft_dir))
     models[f"{config.finetune_architecture}_cifar10h"] = ft_dir
+  if not multihost.is_primary():  # the alignment is process 0's alone (align_jax/multihost.py)
+    return None
   align_config = config.align.copy_and_resolve_references()
   align_config.models = ",".join(f"{label}={path}" for label, path in models.items())
   align_config.data_dir = config.data_dir

@@ -16,11 +16,12 @@ import numpy as np
 import scipy.spatial.distance as ssd
 import scipy.stats
 
+from align_jax import names
 from align_jax.errors import InputError
 from align_jax.rsa import checks, ranks
 from align_jax.rsa import dissimilarity as rdm_lib
 
-METHODS = ("spearman", "rho-a", "pearson", "cosine", "kendall-tau-a", "kendall-tau-b")
+METHODS = names.METHODS
 RANK_METHODS = ("spearman", "rho-a")
 
 

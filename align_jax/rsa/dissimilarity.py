@@ -24,17 +24,18 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.spatial.distance as ssd
 
+from align_jax import names
 from align_jax.errors import InputError
 from align_jax.rsa import checks
 
-METRICS = ("euclidean", "sqeuclidean", "rsa_euclidean", "correlation", "cosine")
+METRICS = names.METRICS
 SCIPY_METRIC = {"euclidean": "euclidean", "sqeuclidean": "sqeuclidean",
                 "rsa_euclidean": "sqeuclidean", "correlation": "correlation", "cosine": "cosine"}
 LOW_DIMS = 64  # rows this short get float64 products on the host
 PANEL_BYTES = 4 << 20  # one float32 [block, n] panel; small temporaries reuse heap pages
 
 
-def _check_metric(metric: str) -> None:
+def check_metric(metric: str) -> None:
   if metric not in METRICS:
     raise InputError(f"Unknown RDM metric {metric!r}; choose one of {METRICS}.")
 
@@ -58,7 +59,7 @@ class Embedding:
 
 def embed(x: np.ndarray, metric: str, dtype=np.float32) -> Embedding:
   """float64 features [n, d] -> the rows (in `dtype`) the panel kernels multiply."""
-  _check_metric(metric)
+  check_metric(metric)
   if metric in ("correlation", "cosine"):
     if metric == "correlation":
       x = x - x.mean(axis=1, keepdims=True)
@@ -184,7 +185,7 @@ def for_each_panel(source: PairSource, work) -> None:
 def pair_source(features, metric: str, block_size: int | None = None,
                 name: str = "features") -> PairSource:
   """Validates features [n, d] and plans their RDM (tabled when at most n/2 rows differ)."""
-  _check_metric(metric)
+  check_metric(metric)
   x = checks.as_features(features, name)
   n = x.shape[0]
   if block_size is not None and block_size < 1:

@@ -12,6 +12,7 @@ import orbax.checkpoint as ocp
 from flax import traverse_util
 
 from align_jax.errors import InputError
+from align_jax.training import checkpoint
 
 
 def _orbax_variables(path: str) -> dict:
@@ -22,7 +23,8 @@ def _orbax_variables(path: str) -> dict:
     folder, step = os.path.dirname(os.path.normpath(folder)), int(step_folder)
   else:
     step = None
-  manager = ocp.CheckpointManager(os.path.abspath(folder))
+  manager = ocp.CheckpointManager(os.path.abspath(folder),
+                                  options=checkpoint.reading_options())
   step = manager.latest_step() if step is None else step
   if step is None:
     raise InputError(f"No orbax checkpoint found under {path}.")

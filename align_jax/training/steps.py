@@ -48,8 +48,11 @@ def eval_step(state, batch: dict, root_key: jax.Array, *, task, model):
   return task.eval_metrics.gather_from_model_output(axis_name=AXIS_NAME, **outputs)
 
 
+@functools.lru_cache(maxsize=16)
 def parallel_steps(task, model):
-  """(p_train_step, p_eval_step) for `task` and `model`, both data-parallel."""
+  """(p_train_step, p_eval_step) for `task` and `model`, both data-parallel. Cached per (task,
+  model) (both hashable dataclasses), so runs in one process, e.g. the folds of a fine-tuning,
+  compile each step once."""
   p_train = data_parallel(functools.partial(train_step, task=task, model=model))
   p_eval = data_parallel(functools.partial(eval_step, task=task, model=model),
                          donate_state=False)

@@ -101,7 +101,8 @@ class VAETask(_ImageTask):
     writer.write_images(step, {f"samples/{k}": v[None] for k, v in grids.items()})
     if jax.process_index() == 0:
       for name, grid in grids.items():
-        samples.save_png(grid, os.path.join(workdir, "samples"), f"{name}_{step:07d}")
+        samples.save_png(grid, os.path.join(workdir, "samples"), f"{name}_{step:07d}",
+                         f"{name.replace('_', ' ')} at step {step}")
 
 
 TASKS = {

@@ -23,18 +23,21 @@ def get_config(arg: str | None = None):
   config.data_dir = os.environ.get("ALIGN_JAX_DATA_DIR", "")
   config.num_images = 0  # the first N CIFAR-10 test images (0 = all 10,000)
   config.classifier_layers = "penultimate,logits,probs"  # probs = softmax of the logits
-  config.vae_layers = "latent_mean"
+  config.vae_layers = "latent_mean"  # VAE layers compared with humans
   config.reduction = "mean"  # spatial layers: 'mean' (global average) or 'projection'
   config.max_dims = 4096  # projection size for reduction='projection'
   config.batch_size = 500  # images per jitted feature-extraction batch
   config.metric = "correlation"  # RDM metric, the same for models and humans
   config.methods = "spearman,rho-a"  # RDM comparisons; the first is bootstrapped pairwise
   config.n_bootstrap = 1000  # resamples of images for CIs and model differences (0 = none)
+  # what CIs resample: 'images+annotators' (two-level: images, then each image's annotators) or
+  # 'images' (README, 'Uncertainty and p-values'; both hold 95% CIs' coverage in simulation)
+  config.ci_source = "images+annotators"
   config.n_permutations = 1000  # image-label permutations for p-values (0 = none)
-  config.n_ceiling_splits = 10  # split-half noise-ceiling repetitions
+  config.n_ceiling_splits = 4  # annotator split halves that calibrate the noise ceiling
   config.n_kappa_resamples = 1000  # bootstrap resamples for the error-consistency CI
   config.figure_images = 500  # images shown in RDM heatmaps (a seeded subset)
   config.seed = 0
   return common.choose_variant(config, arg, {"quick": dict(
-      num_images=1000, n_bootstrap=50, n_permutations=50, n_ceiling_splits=5,
+      num_images=1000, n_bootstrap=50, n_permutations=50, n_ceiling_splits=8,
       n_kappa_resamples=200, figure_images=300)})

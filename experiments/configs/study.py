@@ -22,14 +22,15 @@ def get_config(arg: str | None = None):
   quick = arg == "quick"
   config = ml_collections.ConfigDict()
   config.data_dir = os.environ.get("ALIGN_JAX_DATA_DIR", "")  # used by every stage
-  config.architectures = "philnet,resnet50,vae"
+  config.architectures = "philnet,resnet50,vae"  # which models the study trains
   config.num_seeds = 3  # training seeds per architecture (0..num_seeds-1)
   config.finetune_architecture = "philnet"  # fine-tuned on CIFAR-10H from seed 0 ('' = skip)
-  config.philnet = philnet.get_config()
-  config.resnet50 = resnet50.get_config()
-  config.vae = vae.get_config()
+  config.philnet = philnet.get_config()  # PhilNet's training config (train_philnet --help)
+  config.resnet50 = resnet50.get_config()  # ResNet-50's training config (train_resnet --help)
+  config.vae = vae.get_config()  # the VAE's training config (train_vae --help)
+  # the CIFAR-10H fine-tuning config (finetune_cifar10h --help)
   config.finetune = finetune_cifar10h.get_config("quick" if quick else None)
-  config.align = align.get_config("quick" if quick else None)
+  config.align = align.get_config("quick" if quick else None)  # the alignment (align --help)
   if quick:
     config.num_seeds = 1
     config.philnet.update(dict(QUICK_TRAINING, train_subset=8000, num_epochs=2,

@@ -7,6 +7,8 @@ Smoke test (about a minute on 2 CPU cores): append ':smoke'. Reconstruction/samp
 in W/samples/ and in TensorBoard after every epoch (and every sample_every_steps if set).
 """
 
+import ml_collections
+
 from experiments.configs import common
 
 
@@ -15,6 +17,7 @@ def get_config(arg: str | None = None):
   config.model = "vae"
   config.model_kwargs.latent_dim = 256
   config.task = "vae"
+  config.task_kwargs = ml_collections.ConfigDict()
   config.task_kwargs.beta = 1.0
   config.task_kwargs.kl_warmup_steps = 0  # linear KL warm-up over this many steps
   config.num_epochs = 20

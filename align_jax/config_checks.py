@@ -1,0 +1,116 @@
+"""Config validation for every entry point: each check lists every bad field with what is
+allowed, raising one InputError. Light (no JAX, no TensorFlow), so the command line reports a
+bad value at once; the library functions run the same checks for API users."""
+
+import os
+
+from align_jax import names
+from align_jax.errors import InputError
+
+
+def split_list(text: str) -> list[str]:
+  """A comma-separated config field -> its items: 'a, b,c' -> ['a', 'b', 'c']."""
+  return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _raise(what: str, problems: list[str]) -> None:
+  if problems:
+    raise InputError(f"Bad {what}:\n  - " + "\n  - ".join(problems))
+
+
+def _data_dir(config) -> list[str]:
+  if config.data_dir and not os.path.isdir(os.path.expanduser(config.data_dir)):
+    return [f"data_dir={config.data_dir!r} is not a directory (set it, or ALIGN_JAX_DATA_DIR, "
+            "to a data directory; empty means tensorflow-datasets)"]
+  return []
+
+
+def training(config) -> None:
+  """The training engine's config (experiments/configs/common.py and the model files)."""
+  checks = [
+      (config.model in names.MODELS, f"model={config.model!r} is not one of {names.MODELS}"),
+      (config.task in names.TASKS, f"task={config.task!r} is not one of {names.TASKS}"),
+      (config.num_epochs > 0, f"num_epochs={config.num_epochs} must be > 0"),
+      (config.batch_size > 0, f"batch_size={config.batch_size} must be > 0"),
+      (config.eval_batch_size > 0, f"eval_batch_size={config.eval_batch_size} must be > 0"),
+      (config.learning_rate > 0, f"learning_rate={config.learning_rate} must be > 0"),
+      (config.weight_decay >= 0, f"weight_decay={config.weight_decay} must be >= 0"),
+      (0 <= config.final_lr_fraction <= 1,
+       f"final_lr_fraction={config.final_lr_fraction} must be in [0, 1]"),
+      (0 <= config.warmup_epochs < config.num_epochs,
+       f"warmup_epochs={config.warmup_epochs} must be in [0, num_epochs={config.num_epochs})"),
+      (config.train_subset >= 0, f"train_subset={config.train_subset} must be >= 0 (0 = all)"),
+      (config.test_subset >= 0, f"test_subset={config.test_subset} must be >= 0 (0 = all)"),
+      (config.num_folds == 0 or config.num_folds >= 2,
+       f"num_folds={config.num_folds} must be 0 (CIFAR-10 training) or >= 2"),
+      (0 <= config.fold < max(config.num_folds, 1),
+       f"fold={config.fold} must be in 0..{max(config.num_folds - 1, 0)}"),
+      (config.log_every_steps > 0, f"log_every_steps={config.log_every_steps} must be > 0"),
+      (config.keep_checkpoints > 0, f"keep_checkpoints={config.keep_checkpoints} must be > 0"),
+      (config.checkpoint_every_steps >= 0,
+       f"checkpoint_every_steps={config.checkpoint_every_steps} must be >= 0 (0 = epoch ends "
+       "only)"),
+      (config.sample_every_steps >= 0,
+       f"sample_every_steps={config.sample_every_steps} must be >= 0 (0 = after each epoch)"),
+  ]
+  _raise("config", [message for ok, message in checks if not ok] + _data_dir(config))
+
+
+def alignment(config) -> None:
+  """experiments/configs/align.py."""
+  problems = []
+  if config.checkpoint not in ("best", "latest"):
+    problems.append(f"checkpoint={config.checkpoint!r} must be 'best' or 'latest'")
+  if config.metric not in names.METRICS:
+    problems.append(f"metric={config.metric!r} must be one of {names.METRICS}")
+  methods = split_list(config.methods)
+  if not methods or any(m not in names.METHODS for m in methods):
+    problems.append(f"methods={config.methods!r} must list some of {names.METHODS}")
+  for field in ("num_images", "n_bootstrap", "n_permutations", "n_kappa_resamples"):
+    if config[field] < 0:
+      problems.append(f"{field}={config[field]} must be >= 0")
+  if config.num_images and config.num_images < 20:
+    problems.append(f"num_images={config.num_images} must be 0 (all) or >= 20")
+  for field in ("classifier_layers", "vae_layers"):
+    if not split_list(config[field]):
+      problems.append(f"{field} is empty: name at least one layer (README, 'Alignment')")
+  if config.ci_source not in names.CI_SOURCES:
+    problems.append(f"ci_source={config.ci_source!r} must be one of {names.CI_SOURCES}")
+  if config.n_ceiling_splits < 1 or config.figure_images < 10 or config.batch_size < 1:
+    problems.append("n_ceiling_splits and batch_size must be >= 1, figure_images >= 10")
+  _raise("alignment config", problems + _data_dir(config))
+
+
+def finetune(config) -> None:
+  """experiments/configs/finetune_cifar10h.py."""
+  problems = []
+  if not config.init_from:
+    problems.append("init_from is empty: name the CIFAR-10 training workdir to start from")
+  elif not os.path.isfile(os.path.join(config.init_from, "config.json")):
+    problems.append(f"init_from={config.init_from!r} is not a training workdir (no config.json)")
+  if config.num_folds < 2:
+    problems.append(f"num_folds={config.num_folds} must be >= 2")
+  targets = split_list(config.targets)
+  if not targets or any(t not in names.FINETUNE_TARGETS for t in targets):
+    problems.append(f"targets={config.targets!r} must list some of {names.FINETUNE_TARGETS}")
+  if not split_list(config.layers):
+    problems.append("layers is empty: name the features to keep (e.g. 'penultimate,logits')")
+  _raise("fine-tuning config", problems + _data_dir(config))
+
+
+def study(config) -> list[str]:
+  """experiments/configs/study.py; returns the architectures it trains."""
+  archs = split_list(config.architectures)
+  problems = [f"architecture {a!r} is not one of {names.STUDY_ARCHITECTURES}" for a in archs
+              if a not in names.STUDY_ARCHITECTURES]
+  if not archs:
+    problems.append(f"architectures is empty; choose from {names.STUDY_ARCHITECTURES}")
+  if config.num_seeds < 1:
+    problems.append(f"num_seeds={config.num_seeds} must be >= 1")
+  if config.finetune_architecture and config.finetune_architecture not in archs:
+    problems.append(f"finetune_architecture={config.finetune_architecture!r} must be one of "
+                    f"the trained architectures {archs} (or '' to skip fine-tuning)")
+  if config.finetune_architecture == "vae":
+    problems.append("finetune_architecture='vae': CIFAR-10H fine-tuning needs a classifier")
+  _raise("study config", problems + _data_dir(config))
+  return archs

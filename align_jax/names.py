@@ -1,0 +1,13 @@
+"""The names configs may use, in a module light enough to check a config before JAX loads.
+
+The modules that implement them import these tuples (tests check they agree with what is
+implemented), so there is one list of each.
+"""
+
+MODELS = ("philnet", "resnet18", "resnet34", "resnet50", "vae")  # models.MODELS
+TASKS = ("classification", "vae")  # training.tasks.TASKS
+METRICS = ("euclidean", "sqeuclidean", "rsa_euclidean", "correlation", "cosine")  # RDM metrics
+METHODS = ("spearman", "rho-a", "pearson", "cosine", "kendall-tau-a", "kendall-tau-b")
+CI_SOURCES = ("images", "images+annotators")  # what bootstrap CIs resample
+FINETUNE_TARGETS = ("cifar10h", "cifar10")  # soft human labels; the hard-label control
+STUDY_ARCHITECTURES = ("philnet", "resnet50", "vae")

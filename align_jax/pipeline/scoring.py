@@ -1,0 +1,140 @@
+"""Scoring one model of an alignment run: its RDMs, RSA statistics, class-level RSA, CKA,
+within-fold RSA, figures and behaviour, added to the run's results (pipeline/align.py runs it
+for every model)."""
+
+import dataclasses
+import os
+import time
+
+import numpy as np
+from absl import logging
+
+from align_jax import rsa
+from align_jax.analysis import alignment, behaviour, plots
+from align_jax.pipeline import cache, outputs
+from align_jax.rsa import checks
+
+
+def square_subset(condensed: np.ndarray, idx: np.ndarray, n: int) -> np.ndarray:
+  """The square RDM [m, m] of images `idx` (in that order) from a condensed RDM over n."""
+  i, j = np.meshgrid(idx, idx, indexing="ij")
+  square = condensed[checks.condensed_index(np.minimum(i, j), np.maximum(i, j), n)]
+  np.fill_diagonal(square, 0)
+  return square
+
+
+@dataclasses.dataclass
+class Run:
+  """What every model of one alignment run is scored against, and where results go."""
+  config: object
+  workdir: str  # where this run's outputs are written (the staging folder)
+  previous: str  # the output directory, holding the previous run's files until publishing
+  store: cache.Cache  # features and statistics of earlier runs
+  human_key: str  # cache key of the human side (label distributions, counts, metric)
+  run_id: str
+  results: dict
+  methods: list[str]
+  labels: np.ndarray  # [n] CIFAR-10 labels
+  counts: np.ndarray  # [n, 10] CIFAR-10H annotator counts
+  human_probs: np.ndarray  # [n, 10]
+  human_rdm: np.ndarray  # condensed over n images
+  human_class: np.ndarray  # condensed over 10 classes
+  ceilings: dict[str, float]  # method -> noise ceiling
+  human: rsa.HumanAnnotators | None  # annotator counts when CIs redraw annotators too
+  folds: list[np.ndarray]  # fine-tuning folds' held-out image indices ([] without fine-tuning)
+  fold_human_rdms: dict[bytes, list[np.ndarray]]  # folds' key -> each fold's human RDM (cache)
+  figure_idx: np.ndarray  # images shown in heatmaps, sorted by class
+  human_square: np.ndarray  # the human RDM of those images
+  class_squares: dict[str, np.ndarray]  # 'label / layer' -> class-level RDM, for the MDS figure
+
+
+  def human_rdms_of(self, folds: list[np.ndarray]) -> list[np.ndarray]:
+    """The human RDM within each fold, computed once per fold assignment."""
+    key = b"|".join(np.asarray(f, np.int64).tobytes() for f in folds)
+    if key not in self.fold_human_rdms:
+      self.fold_human_rdms[key] = [rsa.human_rdm(self.human_probs[idx], self.config.metric)
+                                   for idx in folds]
+    return self.fold_human_rdms[key]
+
+
+def score_representation(rep, run: Run) -> None:
+  """Adds one model's RDMs, statistics, figures and behaviour to run.results."""
+  config, workdir, results = run.config, run.workdir, run.results
+  methods, n, metric = run.methods, len(run.labels), config.metric
+  results["models"][rep.label] = {"model": rep.model, "workdir": os.path.abspath(rep.workdir),
+                                  "checkpoint_steps": rep.checkpoint_steps, "source": rep.source}
+  panels = {"CIFAR-10H humans": run.human_square}
+  for layer, feats in rep.pooled.items():
+    start = time.perf_counter()
+    name, rdm_key = f"{rep.label}__{layer}", cache.key(kind="rdm", features=cache.digest(feats),
+                                                       metric=metric)
+    model_rdm = cache.reuse_rdm(run.previous, workdir, name, rdm_key)
+    if model_rdm is None:
+      model_rdm = np.asarray(rsa.rdm(feats, metric))
+    path = outputs.save_rdm(workdir, name, model_rdm, run_id=run.run_id, key=rdm_key,
+                            metric=metric, layer=layer, model=rep.label, n_images=n,
+                            image_order=f"CIFAR-10 test images 0..{n - 1} (official order)")
+    stats = run.store.json(
+        cache.key(kind="rdm_statistics", model=rdm_key, human=run.human_key, methods=methods,
+                  ceilings=run.ceilings, n_bootstrap=config.n_bootstrap,
+                  n_permutations=config.n_permutations, seed=config.seed,
+                  ci_source=config.ci_source),
+        lambda: alignment.rdm_statistics(
+            model_rdm, run.human_rdm, methods, run.ceilings, n_bootstrap=config.n_bootstrap,
+            n_permutations=config.n_permutations, seed=config.seed, human=run.human,
+            label=f"{rep.label}/{layer}"))
+    for method, entry in stats.items():
+      results["rsa"].append(dict(model=rep.label, layer=layer, metric=metric, method=method,
+                                 n_images=n, seed=config.seed, pooled=True, rdm_file=path,
+                                 rdm_key=rdm_key, **entry))
+    class_rdm = np.asarray(rsa.class_rdm(feats, run.labels, metric))
+    outputs.save_rdm(workdir, f"{rep.label}__{layer}__classes", class_rdm, run_id=run.run_id,
+                     metric=metric,
+                     layer=layer, model=rep.label, n_images=n, image_order="class ids 0..9")
+    if layer == next(iter(rep.pooled)):  # the MDS figure shows each model's first layer
+      run.class_squares[f"{rep.label} / {layer}"] = rsa.square_from_rdm(class_rdm)
+    results["class_rsa"].append(dict(model=rep.label, layer=layer, metric=metric,
+                                     **alignment.class_statistics(class_rdm, run.human_class,
+                                                                  methods)))
+    results["cka"].append({"model": rep.label, "layer": layer,
+                           "linear_cka": rsa.linear_cka(feats, run.human_probs)})
+    if run.folds:
+      results["rsa_folds"].append(dict(model=rep.label, layer=layer, pooled=True, **
+                                       alignment.fold_statistics(
+                                           [feats[idx] for idx in run.folds],
+                                           run.human_rdms_of(run.folds), metric, methods)))
+    panels[f"{rep.label} / {layer}"] = square_subset(model_rdm, run.figure_idx, n)
+    logging.info("%s/%s: %s (%.1f s)", rep.label, layer,
+                 {m: round(s["estimate"], 4) for m, s in stats.items()},
+                 time.perf_counter() - start)
+  for layer, fold_feats in rep.fold_features.items():
+    results["rsa_folds"].append(dict(model=rep.label, layer=layer, pooled=False, **
+                                     alignment.fold_statistics(
+                                         fold_feats, run.human_rdms_of(rep.fold_images), metric,
+                                         methods)))
+  figures = results["figures"]
+  figures[f"rdms_{rep.label}"] = plots.rdm_heatmaps(
+      outputs.figure_path(workdir, f"rdms_{rep.label}"), panels,
+      run.labels[run.figure_idx])
+  if rep.probs is not None:
+    found = run.store.json(
+        cache.key(kind="behaviour", probs=cache.digest(rep.probs), human=run.human_key,
+                  labels=cache.digest(run.labels), n_kappa_resamples=config.n_kappa_resamples,
+                  seed=config.seed),
+        lambda: behaviour.behavioural_alignment(rep.probs, run.counts, run.labels,
+                                                n_resamples=config.n_kappa_resamples,
+                                                seed=config.seed))
+    results["behaviour"][rep.label] = found
+    figures[f"confusion_{rep.label}"] = plots.confusions(
+        outputs.figure_path(workdir, f"confusion_{rep.label}"),
+        behaviour.row_normalise(np.asarray(found["confusion"])),
+        behaviour.row_normalise(np.asarray(found["human_confusion"])), rep.label)
+    figures[f"error_matrix_{rep.label}"] = plots.error_matrix(
+        outputs.figure_path(workdir, f"error_matrix_{rep.label}"),
+        np.asarray(found["error_matrix"]), rep.label)
+  for name, grid in rep.grids.items():
+    figures[f"{name}_{rep.label}"] = plots.image_grid(
+        outputs.figure_path(workdir, f"{name}_{rep.label}"), grid,
+        f"{rep.label}: {name.replace('_', ' ')}", name)
+
+
