@@ -239,15 +239,6 @@ def test_bootstrap_methods_equals_one_bootstrap_per_method_with_the_same_seed():
       {m: rsa.compare(a, b, m) for m in methods}, abs=1e-12)
 
 
-def test_bootstrap_drops_self_pairs_and_counts_repeats():
-  from align_jax.rsa.inference import resample_pairs  # pylint: disable=g-import-not-at-top
-  rng = np.random.default_rng(0)
-  index, weights = resample_pairs(50, rng)
-  drawn = np.random.default_rng(0).integers(0, 50, 50)
-  expected = sum(1 for i, j in itertools.combinations(drawn, 2) if i != j)
-  assert weights.sum() == expected and len(np.unique(index)) == len(index)
-
-
 def test_paired_bootstrap_and_permutation_test():
   rng = np.random.default_rng(10)
   latent = rng.standard_normal((60, 4))

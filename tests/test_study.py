@@ -294,16 +294,18 @@ def test_a_rerun_reuses_features_rdms_and_statistics(finished_study, tmp_path, m
 
   for module, name in ((representations.features, "extract_features"), (align.rsa, "rdm"),
                        (align.rsa, "bootstrap_methods"), (align.rsa, "permutation_test"),
-                       (align.rsa, "noise_ceilings"), (align.rsa, "paired_bootstrap")):
+                       (align.rsa, "noise_ceilings"), (align.rsa, "paired_bootstrap"),
+                       (align.rsa, "resample_jointly")):
     monkeypatch.setattr(module, name, recomputed)
   again = align.run_alignment(small, out)
   assert again["rsa"] == first["rsa"] and again["noise_ceiling"] == first["noise_ceiling"]
   assert again["comparisons"] == first["comparisons"]
   monkeypatch.undo()
   calls = []
-  original = align.rsa.bootstrap_methods
-  monkeypatch.setattr(align.rsa, "bootstrap_methods",
-                      lambda *a, **k: calls.append(k["n_resamples"]) or original(*a, **k))
+  original = align.rsa.resample_jointly
+  monkeypatch.setattr(align.rsa, "resample_jointly",
+                      lambda *a, **k: calls.append((sorted(a[0]), k["n_bootstrap"]))
+                      or original(*a, **k))
   small.n_bootstrap = 4
   align.run_alignment(small, out)
-  assert calls == [4, 4]  # one per model and layer, with the new count
+  assert calls == [(["philnet/probs", "vae/latent_mean"], 4)]  # one joint pass

@@ -60,31 +60,62 @@ def correct_permutation_family(rsa_rows: list[dict]) -> dict:
   return family_summary(len(tested), permutation_floor(resamples), resamples)
 
 
-def rdm_statistics(model_rdm: np.ndarray, human_rdm: np.ndarray, methods: list[str],
-                   ceilings: dict[str, float], *, n_bootstrap: int, n_permutations: int,
-                   seed: int, human: rsa.HumanAnnotators | None = None,
-                   label: str = "") -> dict[str, dict]:
-  """For each method: the score on all images, its bootstrap 95% CI (over images, and with
-  `human` over their annotators too), the permutation p-value (one-sided: more similar than
-  chance) and the fraction of the noise ceiling. Resample counts of 0 skip the CI or the
-  p-value (reported as None). `label` names the model and layer in progress lines."""
-  estimates = rsa.compare_methods(model_rdm, human_rdm, methods)
-  boots = (rsa.bootstrap_methods(model_rdm, human_rdm, methods, n_resamples=n_bootstrap,
-                                 seed=seed, human=human, label=label) if n_bootstrap else {})
+def resampled_scores(model_rdms: dict[str, np.ndarray], human_rdm: np.ndarray,
+                     methods: list[str], *, n_bootstrap: int, n_permutations: int, seed: int,
+                     human: rsa.HumanAnnotators | None = None,
+                     label: str = "") -> dict[str, dict[str, np.ndarray]]:
+  """Per target RDM: {'bootstrap': [n_bootstrap, methods], 'null': [n_permutations, methods]}
+  scores against the human RDM. The rank methods come from one joint pass over every target
+  (rsa.resample_jointly); other methods are resampled per target on the same draws. Either
+  way a target's scores depend only on the seed, not on the other targets, and differences
+  between targets are paired (same images, same redrawn annotators)."""
+  rank = [m for m in methods if m in rsa.RANK_METHODS]
+  other = [m for m in methods if m not in rsa.RANK_METHODS]
+  out = {k: {"bootstrap": np.empty((n_bootstrap, len(methods))),
+             "null": np.empty((n_permutations, len(methods)))} for k in model_rdms}
+  columns = [methods.index(m) for m in rank]
+  if rank and (n_bootstrap or n_permutations):
+    joint = rsa.resample_jointly(model_rdms, human_rdm, rank, n_bootstrap=n_bootstrap,
+                                 n_permutations=n_permutations, seed=seed,
+                                 human_counts=human and human.counts,
+                                 metric=human and human.metric, label=label)
+    for k in model_rdms:
+      out[k]["bootstrap"][:, columns] = joint.bootstrap[k]
+      out[k]["null"][:, columns] = joint.null[k]
+  for k, model_rdm in model_rdms.items():
+    if other and n_bootstrap:
+      boots = rsa.bootstrap_methods(model_rdm, human_rdm, other, n_resamples=n_bootstrap,
+                                    seed=seed, human=human, label=f"{label}{k}")
+      for m in other:
+        out[k]["bootstrap"][:, methods.index(m)] = boots[m].samples
+    for m in other if n_permutations else []:
+      out[k]["null"][:, methods.index(m)] = rsa.permutation_test(
+          model_rdm, human_rdm, m, n_permutations=n_permutations, seed=seed,
+          label=f"{label}{k}").null
+  return out
+
+
+def rdm_statistics(estimates: dict[str, float], resampled: dict[str, np.ndarray],
+                   methods: list[str], ceilings: dict[str, float], *,
+                   ci_source: str) -> dict[str, dict]:
+  """For each method: the score on all images, its bootstrap 95% CI (interval by ci_source,
+  see rsa.inference), the permutation p-value (one-sided: more similar than chance) and the
+  fraction of the noise ceiling, from resampled_scores' arrays of one target (no resamples:
+  None)."""
+  boot, null = resampled["bootstrap"], resampled["null"]
+  interval = rsa.default_interval(ci_source)
   out = {}
-  for method in methods:
+  for k, method in enumerate(methods):
     estimate = estimates[method]
     entry = {"estimate": estimate, "ci_low": None, "ci_high": None, "p_permutation": None,
-             "n_bootstrap": n_bootstrap, "n_permutations": n_permutations,
-             "ci_source": rsa.CI_SOURCES[human is not None], "ci_interval": None,
+             "n_bootstrap": len(boot), "n_permutations": len(null), "ci_source": ci_source,
+             "ci_interval": None,
              "fraction_of_ceiling": estimate / ceilings[method] if ceilings[method] else None}
-    if n_bootstrap:
-      entry.update(ci_low=boots[method].ci_low, ci_high=boots[method].ci_high,
-                   ci_interval=boots[method].interval)
-    if n_permutations:
-      entry["p_permutation"] = rsa.permutation_test(
-          model_rdm, human_rdm, method, n_permutations=n_permutations, seed=seed,
-          label=label).p_value
+    if len(boot):
+      low, high = rsa.interval_bounds(estimate, boot[:, k], 0.95, interval)
+      entry.update(ci_low=low, ci_high=high, ci_interval=interval)
+    if len(null):
+      entry["p_permutation"] = rsa.permutation_p_value(estimate, null[:, k])
     out[method] = entry
   return out
 

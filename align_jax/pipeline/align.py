@@ -54,10 +54,11 @@ def _figure_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
   return chosen[np.argsort(labels[chosen], kind="stable")]
 
 
-def _comparisons(config, workdir: str, rsa_rows: list[dict], human_path: str,
-                 run: scoring.Run) -> list[dict]:
+def _comparisons(config, rsa_rows: list[dict], run: scoring.Run) -> list[dict]:
   """Paired bootstrap of every pair of pooled targets of different models that share a layer,
-  and of the first layers of two models that share none; Holm correction across that family."""
+  and of the first layers of two models that share none: per-resample differences of the two
+  targets' scores from the joint resampling (same images, same redrawn annotators); Holm
+  correction across that family."""
   method = split_list(config.methods)[0]
   rows = [r for r in rsa_rows if r["method"] == method and r["pooled"]]
   layers, first = {}, {}
@@ -72,28 +73,18 @@ def _comparisons(config, workdir: str, rsa_rows: list[dict], human_path: str,
             if not layers[a["model"]] & layers[b["model"]]}
   if not pairs or not config.n_bootstrap:
     return []
-  human_rdm = np.load(os.path.join(workdir, human_path))
   by_target = {(r["model"], r["layer"]): r for r in rows}
+  column = run.methods.index(method)
   out = []
-  progress = Progress("paired bootstraps of model differences", len(pairs))
-  for k, (ma, la, mb, lb) in enumerate(sorted(pairs)):
-    a, b = by_target[ma, la], by_target[mb, lb]
-
-    def compare(a=a, b=b, what=f"{ma}/{la} vs {mb}/{lb}"):
-      result = rsa.paired_bootstrap(np.load(os.path.join(workdir, a["rdm_file"])),
-                                    np.load(os.path.join(workdir, b["rdm_file"])), human_rdm,
-                                    method, n_resamples=config.n_bootstrap, seed=config.seed,
-                                    human=run.human, label=what)
-      return {"difference": result.difference, "ci_low": result.ci_low,
-              "ci_high": result.ci_high, "p_value": result.p_value}
-
-    found = run.store.json(cache.key(kind="paired_bootstrap", a=a["rdm_key"], b=b["rdm_key"],
-                                     human=run.human_key, method=method,
-                                     n_bootstrap=config.n_bootstrap, seed=config.seed,
-                                     ci_source=config.ci_source), compare)
-    out.append({"a": f"{ma}/{la}", "b": f"{mb}/{lb}", "method": method, **found,
+  for ma, la, mb, lb in sorted(pairs):
+    samples = (run.resampled[ma, la]["bootstrap"][:, column]
+               - run.resampled[mb, lb]["bootstrap"][:, column])
+    result = rsa.paired_result(by_target[ma, la]["estimate"] - by_target[mb, lb]["estimate"],
+                               samples, 0.95, rsa.default_interval(config.ci_source))
+    out.append({"a": f"{ma}/{la}", "b": f"{mb}/{lb}", "method": method,
+                "difference": result.difference, "ci_low": result.ci_low,
+                "ci_high": result.ci_high, "p_value": result.p_value,
                 "n_bootstrap": config.n_bootstrap, "ci_source": config.ci_source})
-    progress.update(k + 1)
   for row, adjusted in zip(out, alignment.holm([r["p_value"] for r in out])):
     row["p_holm"] = adjusted
   return out
@@ -176,7 +167,7 @@ def _align(config, workdir: str, previous: str, models: dict[str, str], images, 
              "class_rsa": [], "cka": [], "comparisons": [], "behaviour": {}, "seeds": [],
              "figures": {}}
   human_rdm = np.asarray(rsa.human_rdm(human_probs, config.metric))
-  human_path = outputs.save_rdm(workdir, "human__images", human_rdm, run_id=run_id,
+  outputs.save_rdm(workdir, "human__images", human_rdm, run_id=run_id,
                                 metric=config.metric, layer="CIFAR-10H label distributions",
                                 model="humans", n_images=n,
                                 image_order=f"CIFAR-10 test images 0..{n - 1}")
@@ -205,7 +196,8 @@ def _align(config, workdir: str, previous: str, models: dict[str, str], images, 
   for k, rep in enumerate(reps):
     scoring.score_representation(rep, run)
     progress.update(k + 1)
-  results["comparisons"] = _comparisons(config, workdir, results["rsa"], human_path, run)
+  scoring.add_statistics(run)
+  results["comparisons"] = _comparisons(config, results["rsa"], run)
   results["statistics"] = _statistics(config, results)
   results["seeds"] = alignment.seed_summary(results["rsa"], results["behaviour"])
   primary = [r for r in results["rsa"] if r["method"] == methods[0]]

@@ -54,16 +54,29 @@ class Cache:
 
   def arrays(self, cache_key: str, compute) -> dict[str, np.ndarray]:
     """compute()'s {name: array} result, stored as an .npz under the key."""
-    path = self._path(f"{cache_key}.npz")
-    if os.path.isfile(path):
-      with np.load(path, allow_pickle=False) as stored:
-        return {name: stored[name] for name in stored.files}
-    value = compute()
-    os.makedirs(self.folder, exist_ok=True)
-    with open(path + ".tmp", "wb") as f:
-      np.savez(f, **value)
-    os.replace(path + ".tmp", path)
-    return value
+    return self.arrays_of([cache_key], lambda missing: {cache_key: compute()})[cache_key]
+
+  def arrays_of(self, cache_keys: list[str], compute_missing) -> dict[str, dict[str, np.ndarray]]:
+    """arrays() of several keys, the ones not stored computed together by
+    compute_missing(missing keys) -> {key: {name: array}}."""
+    found, missing = {}, []
+    for cache_key in cache_keys:
+      path = self._path(f"{cache_key}.npz")
+      if os.path.isfile(path):
+        with np.load(path, allow_pickle=False) as stored:
+          found[cache_key] = {name: stored[name] for name in stored.files}
+      else:
+        missing.append(cache_key)
+    if missing:
+      computed = compute_missing(missing)
+      os.makedirs(self.folder, exist_ok=True)
+      for cache_key in missing:
+        path = self._path(f"{cache_key}.npz")
+        with open(path + ".tmp", "wb") as f:
+          np.savez(f, **computed[cache_key])
+        os.replace(path + ".tmp", path)
+        found[cache_key] = computed[cache_key]
+    return found
 
 
 def reuse_rdm(previous_workdir: str, stage: str, name: str, rdm_key: str) -> np.ndarray | None:

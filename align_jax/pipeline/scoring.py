@@ -46,6 +46,8 @@ class Run:
   figure_idx: np.ndarray  # images shown in heatmaps, sorted by class
   human_square: np.ndarray  # the human RDM of those images
   class_squares: dict[str, np.ndarray]  # 'label / layer' -> class-level RDM, for the MDS figure
+  resampled: dict[tuple[str, str], dict[str, np.ndarray]] = dataclasses.field(
+      default_factory=dict)  # (model, layer) -> resampled scores (add_statistics)
 
 
   def human_rdms_of(self, folds: list[np.ndarray]) -> list[np.ndarray]:
@@ -74,19 +76,11 @@ def score_representation(rep, run: Run) -> None:
     path = outputs.save_rdm(workdir, name, model_rdm, run_id=run.run_id, key=rdm_key,
                             metric=metric, layer=layer, model=rep.label, n_images=n,
                             image_order=f"CIFAR-10 test images 0..{n - 1} (official order)")
-    stats = run.store.json(
-        cache.key(kind="rdm_statistics", model=rdm_key, human=run.human_key, methods=methods,
-                  ceilings=run.ceilings, n_bootstrap=config.n_bootstrap,
-                  n_permutations=config.n_permutations, seed=config.seed,
-                  ci_source=config.ci_source),
-        lambda: alignment.rdm_statistics(
-            model_rdm, run.human_rdm, methods, run.ceilings, n_bootstrap=config.n_bootstrap,
-            n_permutations=config.n_permutations, seed=config.seed, human=run.human,
-            label=f"{rep.label}/{layer}"))
-    for method, entry in stats.items():
+    estimates = rsa.compare_methods(model_rdm, run.human_rdm, methods)
+    for method in methods:  # CIs and p-values: add_statistics, jointly for every target
       results["rsa"].append(dict(model=rep.label, layer=layer, metric=metric, method=method,
                                  n_images=n, seed=config.seed, pooled=True, rdm_file=path,
-                                 rdm_key=rdm_key, **entry))
+                                 rdm_key=rdm_key, estimate=estimates[method]))
     class_rdm = np.asarray(rsa.class_rdm(feats, run.labels, metric))
     outputs.save_rdm(workdir, f"{rep.label}__{layer}__classes", class_rdm, run_id=run.run_id,
                      metric=metric,
@@ -105,8 +99,7 @@ def score_representation(rep, run: Run) -> None:
                                            run.human_rdms_of(run.folds), metric, methods)))
     panels[f"{rep.label} / {layer}"] = square_subset(model_rdm, run.figure_idx, n)
     logging.info("%s/%s: %s (%.1f s)", rep.label, layer,
-                 {m: round(s["estimate"], 4) for m, s in stats.items()},
-                 time.perf_counter() - start)
+                 {m: round(e, 4) for m, e in estimates.items()}, time.perf_counter() - start)
   for layer, fold_feats in rep.fold_features.items():
     results["rsa_folds"].append(dict(model=rep.label, layer=layer, pooled=False, **
                                      alignment.fold_statistics(
@@ -138,3 +131,38 @@ def score_representation(rep, run: Run) -> None:
         f"{rep.label}: {name.replace('_', ' ')}", name)
 
 
+
+
+def add_statistics(run: Run) -> None:
+  """CIs and permutation p-values of every pooled RSA row. Each target's resampled scores are
+  cached on their own (they depend only on the seed and the draws, not on the other targets);
+  the targets not found are resampled in one joint pass (alignment.resampled_scores)."""
+  config, rows = run.config, [r for r in run.results["rsa"] if r["pooled"]]
+  targets = {(r["model"], r["layer"]): r for r in rows}
+  keys = {target: cache.key(kind="resampled_scores", model=row["rdm_key"], human=run.human_key,
+                            methods=run.methods, n_bootstrap=config.n_bootstrap,
+                            n_permutations=config.n_permutations, seed=config.seed,
+                            ci_source=config.ci_source)
+          for target, row in targets.items()}
+
+  def compute(missing: list[str]) -> dict[str, dict[str, np.ndarray]]:
+    chosen = {t: k for t, k in keys.items() if k in missing}
+    rdms = {f"{m}/{l}": np.load(os.path.join(run.workdir, targets[m, l]["rdm_file"]))
+            for m, l in chosen}
+    logging.info("Resampling %d target(s) jointly: %d bootstrap resamples, %d permutations.",
+                 len(rdms), config.n_bootstrap, config.n_permutations)
+    found = alignment.resampled_scores(rdms, run.human_rdm, run.methods,
+                                       n_bootstrap=config.n_bootstrap,
+                                       n_permutations=config.n_permutations, seed=config.seed,
+                                       human=run.human)
+    return {k: found[f"{m}/{l}"] for (m, l), k in chosen.items()}
+
+  found = run.store.arrays_of(list(keys.values()), compute)
+  run.resampled = {target: found[k] for target, k in keys.items()}
+  for target, resampled in run.resampled.items():
+    target_rows = [r for r in rows if (r["model"], r["layer"]) == target]
+    stats = alignment.rdm_statistics({r["method"]: r["estimate"] for r in target_rows},
+                                     resampled, run.methods, run.ceilings,
+                                     ci_source=config.ci_source)
+    for row in target_rows:
+      row.update(stats[row["method"]])

@@ -2,9 +2,11 @@
 
 Bootstrap (as rsatoolbox): resample n images with replacement; a pair of an image with its
 own copy is dropped, and a pair of distinct originals drawn m_i and m_j times counts
-m_i * m_j times. Each resample re-ranks ~n^2/2 pairs with the exact kernel, one resample at
-a time (a vmap over resamples would need resamples x pairs memory); `seconds_per_resample` in
-the result reports the cost (about 4 s at n = 10,000 on 2 CPU cores).
+m_i * m_j times. Spearman and rho-a run on the joint engine (rsa/joint.py): the ranks of each
+resample follow from one global sort per RDM, no re-sorting. `engine='expanded'` (and every
+other method) re-ranks the expanded multiset of each resample instead: the reference the
+engine is tested against, about 5x slower per target at n = 10,000. `seconds_per_resample` in
+the result reports the cost.
 
 CI sources: 'images' resamples images only (each image keeps its annotators' votes, so their
 sampling noise travels with it). 'images+annotators' (a two-level bootstrap) also redraws each
@@ -30,13 +32,13 @@ import scipy.spatial.distance as ssd
 from align_jax import names
 from align_jax.errors import InputError
 from align_jax.progress import Progress
-from align_jax.rsa import annotators, checks, ranks
+from align_jax.rsa import checks, joint, ranks
 from align_jax.rsa import comparison as compare_lib
-from align_jax.rsa import dissimilarity as rdm_lib
 
 CI_SOURCES = names.CI_SOURCES
 INTERVALS = ("percentile", "centred")
-ANNOTATOR_STREAM = 0xA770  # seeds the annotator redraws apart from the image resamples
+ENGINES = ("joint", "expanded")
+draw_images = joint.draw_images
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,27 +95,7 @@ def _check_counts(n_resamples: int, ci: float, interval: str = "percentile") -> 
 
 def _check_annotators(human: HumanAnnotators | None, n: int) -> np.ndarray | None:
   """Validated counts of the human side's annotators (None: resample images only)."""
-  if human is None:
-    return None
-  counts = annotators.check_counts(human.counts, min_annotators=1)
-  if len(counts) != n:
-    raise InputError(f"The annotator counts cover {len(counts)} images but the RDMs {n}; they "
-                     "must describe the same images in the same order.")
-  rdm_lib.check_metric(human.metric)
-  return counts
-
-
-def draw_images(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-  """One bootstrap draw of n images: (sorted distinct images drawn, how often each was)."""
-  return np.unique(rng.integers(0, n, n), return_counts=True)
-
-
-def resample_pairs(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-  """(condensed indices of the distinct drawn pairs, their multiplicities) for one resample."""
-  drawn, multiplicity = draw_images(n, rng)
-  i, j = np.triu_indices(len(drawn), 1)
-  weights = multiplicity[i] * multiplicity[j]
-  return checks.condensed_index(drawn[i], drawn[j], n), weights
+  return None if human is None else joint.check_annotators(human.counts, human.metric, n)
 
 
 def interval_bounds(estimate: float, samples: np.ndarray, ci: float,
@@ -125,15 +107,17 @@ def interval_bounds(estimate: float, samples: np.ndarray, ci: float,
   return float(low + shift), float(high + shift)
 
 
-def _resampled_scores(vectors, n, method, n_resamples, seed, score_fn, counts=None,
-                      human_key="b", metric=None, label=""):
-  """score_fn(resampled vectors, method) for each resample: [n_resamples, ...] and s/resample.
+def _expanded_scores(vectors, n, method, n_resamples, seed, score_fn, counts=None,
+                     human_key="b", metric=None, label=""):
+  """score_fn(resampled vectors, method) for each resample, re-ranking the expanded multiset
+  (every pair repeated m_i m_j times): [n_resamples, ...] and s/resample. Any method; the
+  reference the joint engine is tested against.
 
   With annotator `counts`, vectors[human_key] is rebuilt in every resample from a redraw of the
   drawn images' annotators (condensed over the sorted distinct drawn images, pdist order,
   which is the order of `index`)."""
   rng = np.random.default_rng(seed)
-  annotator_rng = np.random.default_rng([seed, ANNOTATOR_STREAM])
+  redraws = joint.annotator_rng(seed)
   samples = []
   start = time.perf_counter()
   methods = method if isinstance(method, list) else [method]
@@ -147,41 +131,69 @@ def _resampled_scores(vectors, n, method, n_resamples, seed, score_fn, counts=No
     resampled = {k: np.repeat(v[index], weights) for k, v in vectors.items()
                  if counts is None or k != human_key}
     if counts is not None:
-      redrawn = annotators.distributions(annotators.redraw(counts[drawn], annotator_rng))
-      resampled[human_key] = np.repeat(np.asarray(rdm_lib.rdm(redrawn, metric)), weights)
+      distinct, rows = joint.redrawn_human(counts[drawn], metric, redraws)
+      table = ssd.squareform(distinct, checks=False)
+      resampled[human_key] = np.repeat(table[rows[i], rows[j]], weights)
     samples.append(score_fn(resampled, method))
     progress.update(r + 1)
   return np.asarray(samples, np.float64), (time.perf_counter() - start) / n_resamples
 
 
+def default_interval(ci_source: str) -> str:
+  """'percentile' when only images are resampled, 'centred' with annotator redraws."""
+  return "percentile" if ci_source == "images" else "centred"
+
+
 def _default_interval(human: HumanAnnotators | None, interval: str | None) -> str:
-  return interval or ("percentile" if human is None else "centred")
+  return interval or default_interval(CI_SOURCES[human is not None])
 
 
 def bootstrap(rdm_a, rdm_b, method: str = "spearman", *, n_resamples: int = 1000,
               seed: int = 0, ci: float = 0.95, human: HumanAnnotators | None = None,
-              interval: str | None = None, label: str = "") -> BootstrapResult:
+              interval: str | None = None, label: str = "",
+              engine: str = "joint") -> BootstrapResult:
   """CI of compare(rdm_a, rdm_b, method) over bootstrap resamples of images (and, with `human`,
   of rdm_b's annotators; see the module). `interval` defaults to 'percentile' for images only
-  and 'centred' with annotators. `label` names the work in progress lines."""
+  and 'centred' with annotators. `label` names the work in progress lines; `engine` as in
+  bootstrap_methods."""
   return bootstrap_methods(rdm_a, rdm_b, [method], n_resamples=n_resamples, seed=seed, ci=ci,
-                           human=human, interval=interval, label=label)[method]
+                           human=human, interval=interval, label=label, engine=engine)[method]
+
+
+def _check_engine(engine: str) -> None:
+  if engine not in ENGINES:
+    raise InputError(f"engine={engine!r} must be one of {ENGINES}.")
+
+
+def _uses_joint(methods, engine: str) -> bool:
+  _check_engine(engine)
+  return engine == "joint" and all(m in compare_lib.RANK_METHODS for m in methods)
 
 
 def bootstrap_methods(rdm_a, rdm_b, methods, *, n_resamples: int = 1000, seed: int = 0,
                       ci: float = 0.95, human: HumanAnnotators | None = None,
-                      interval: str | None = None, label: str = "") -> dict[str, BootstrapResult]:
+                      interval: str | None = None, label: str = "",
+                      engine: str = "joint") -> dict[str, BootstrapResult]:
   """bootstrap() for several methods over the same resamples (identical to calling it per method
-  with the same seed); the rank methods share each resample's ranking."""
+  with the same seed). The rank methods run on the joint engine (rsa/joint.py: no re-sorting
+  per resample); `engine='expanded'`, and any other method, re-rank the expanded multiset."""
   interval = _default_interval(human, interval)
   _check_counts(n_resamples, ci, interval)
   methods = list(methods)
   vectors, n = _condensed({"a": rdm_a, "b": rdm_b})
   counts = _check_annotators(human, n)
-  score = lambda v, ms: list(compare_lib.compare_methods(v["a"], v["b"], ms).values())
-  samples, seconds = _resampled_scores(vectors, n, methods, n_resamples, seed, score, counts,
-                                       "b", human and human.metric, label)
-  estimates = score(vectors, methods)
+  metric = human and human.metric
+  if _uses_joint(methods, engine):
+    result = joint.resample_jointly({"a": vectors["a"]}, vectors["b"], methods,
+                                    n_bootstrap=n_resamples, n_permutations=0, seed=seed,
+                                    human_counts=counts, metric=metric, label=label)
+    estimates = [result.estimates["a"][m] for m in methods]
+    samples, seconds = result.bootstrap["a"], result.seconds_per_resample
+  else:
+    score = lambda v, ms: list(compare_lib.compare_methods(v["a"], v["b"], ms).values())
+    samples, seconds = _expanded_scores(vectors, n, methods, n_resamples, seed, score, counts,
+                                        "b", metric, label)
+    estimates = score(vectors, methods)
   source = CI_SOURCES[counts is not None]
   out = {}
   for k, method in enumerate(methods):
@@ -191,24 +203,40 @@ def bootstrap_methods(rdm_a, rdm_b, methods, *, n_resamples: int = 1000, seed: i
   return out
 
 
+def paired_result(difference: float, samples: np.ndarray, ci: float,
+                  interval: str) -> PairedResult:
+  """CI and two-sided bootstrap p-value of a difference from its resampled values."""
+  low, high = interval_bounds(difference, samples, ci, interval)
+  tail = min(np.mean(samples <= 0), np.mean(samples >= 0))
+  p_value = min(1.0, 2 * (tail * len(samples) + 1) / (len(samples) + 1))
+  return PairedResult(difference, low, high, float(p_value), samples)
+
+
 def paired_bootstrap(rdm_a1, rdm_a2, rdm_b, method: str = "spearman", *,
                      n_resamples: int = 1000, seed: int = 0, ci: float = 0.95,
                      human: HumanAnnotators | None = None,
-                     interval: str | None = None, label: str = "") -> PairedResult:
+                     interval: str | None = None, label: str = "",
+                     engine: str = "joint") -> PairedResult:
   """CI and p-value of score(a1, b) - score(a2, b), resampling the same images (and, with
-  `human`, the same redrawn annotators of rdm_b) for both."""
+  `human`, the same redrawn annotators of rdm_b) for both; `engine` as in bootstrap_methods."""
   interval = _default_interval(human, interval)
   _check_counts(n_resamples, ci, interval)
   vectors, n = _condensed({"a1": rdm_a1, "a2": rdm_a2, "b": rdm_b})
   counts = _check_annotators(human, n)
-  diff = lambda v, m: (compare_lib.compare(v["a1"], v["b"], m)
-                       - compare_lib.compare(v["a2"], v["b"], m))
-  samples, _ = _resampled_scores(vectors, n, method, n_resamples, seed, diff, counts, "b",
-                                 human and human.metric, label)
-  low, high = interval_bounds(diff(vectors, method), samples, ci, interval)
-  tail = min(np.mean(samples <= 0), np.mean(samples >= 0))
-  p_value = min(1.0, 2 * (tail * n_resamples + 1) / (n_resamples + 1))
-  return PairedResult(diff(vectors, method), low, high, float(p_value), samples)
+  metric = human and human.metric
+  if _uses_joint([method], engine):
+    result = joint.resample_jointly({"a1": vectors["a1"], "a2": vectors["a2"]}, vectors["b"],
+                                    [method], n_bootstrap=n_resamples, n_permutations=0,
+                                    seed=seed, human_counts=counts, metric=metric, label=label)
+    difference = result.estimates["a1"][method] - result.estimates["a2"][method]
+    samples = result.bootstrap["a1"][:, 0] - result.bootstrap["a2"][:, 0]
+  else:
+    diff = lambda v, m: (compare_lib.compare(v["a1"], v["b"], m)
+                         - compare_lib.compare(v["a2"], v["b"], m))
+    samples, _ = _expanded_scores(vectors, n, method, n_resamples, seed, diff, counts, "b",
+                                  metric, label)
+    difference = diff(vectors, method)
+  return paired_result(difference, samples, ci, interval)
 
 
 def _rank_squares(a: np.ndarray, b: np.ndarray):
@@ -223,16 +251,28 @@ def _rank_squares(a: np.ndarray, b: np.ndarray):
   return squares, sums
 
 
+def permutation_p_value(observed: float, null: np.ndarray) -> float:
+  """One-sided permutation p-value, (1 + #{null >= observed}) / (1 + permutations)."""
+  return float((1 + np.sum(null >= observed)) / (1 + len(null)))
+
+
 def permutation_test(rdm_a, rdm_b, method: str = "spearman", *, n_permutations: int = 1000,
-                     seed: int = 0, label: str = "") -> PermutationResult:
+                     seed: int = 0, label: str = "", engine: str = "joint") -> PermutationResult:
   """p-value of compare(rdm_a, rdm_b) against permutations of rdm_b's image labels.
 
-  For the rank methods each permutation costs one gather of the n x n rank matrix and one dot
-  product (ranks are permutation invariant); other methods recompute compare().
+  Ranks are permutation invariant, so for the rank methods each permutation costs one gather
+  of a rank matrix and one dot product: on the joint engine (int32 ranks, shared by every
+  target of a joint run) or, with engine='expanded', float64 squares. Other methods recompute
+  compare().
   """
   if n_permutations < 1:
     raise InputError(f"n_permutations={n_permutations} must be >= 1.")
   vectors, n = _condensed({"a": rdm_a, "b": rdm_b})
+  if _uses_joint([method], engine):
+    result = joint.resample_jointly({"a": vectors["a"]}, vectors["b"], [method], n_bootstrap=0,
+                                    n_permutations=n_permutations, seed=seed, label=label)
+    observed, null = result.estimates["a"][method], result.null["a"][:, 0]
+    return PermutationResult(observed, permutation_p_value(observed, null), null)
   observed = compare_lib.compare(vectors["a"], vectors["b"], method)
   rng = np.random.default_rng(seed)
   null = np.empty(n_permutations)
@@ -253,5 +293,4 @@ def permutation_test(rdm_a, rdm_b, method: str = "spearman", *, n_permutations: 
       index = checks.condensed_index(np.minimum(pi, pj), np.maximum(pi, pj), n)
       null[p] = compare_lib.compare(vectors["a"], vectors["b"][index], method)
       progress.update(p + 1)
-  p_value = (1 + np.sum(null >= observed)) / (1 + n_permutations)
-  return PermutationResult(observed, float(p_value), null)
+  return PermutationResult(observed, permutation_p_value(observed, null), null)

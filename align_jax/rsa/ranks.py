@@ -185,20 +185,23 @@ def _cross_by_counting(words: np.ndarray, low: int, high: int) -> tuple[float, i
   return math.fsum(partial), tie_correction([counts])
 
 
-def table_ranks(condensed: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, int, int]:
+def table_ranks(condensed: np.ndarray, counts: np.ndarray,
+                same_row: np.ndarray | None = None) -> tuple[np.ndarray, float, int, int]:
   """Centred ranks of an RDM given by the distances among its distinct rows.
 
   condensed [k (k - 1) / 2] float32: distances among k distinct rows (pdist order); counts [k]
   images per distinct row. Images with rows u != v form counts[u] * counts[v] pairs of value
-  condensed[(u, v)]; images sharing row u form counts[u] (counts[u] - 1) / 2 pairs at 0.
-  Returns (condensed centred ranks as float64 (exact integers), the centred rank of the
-  0-distance same-row pairs, tie correction, number of pairs), as if every pair were ranked.
+  condensed[(u, v)]; images sharing row u form same_row[u] pairs at 0 (default counts[u]
+  (counts[u] - 1) / 2; a bootstrap multiset passes its own). Returns (condensed centred ranks
+  as float64 (exact integers), the centred rank of the 0-distance same-row pairs, tie
+  correction, number of pairs), as if every pair were ranked.
   """
   k = len(counts)
   m = counts.astype(np.int64)
-  same_row = m * (m - 1) // 2
+  if same_row is None:
+    same_row = m * (m - 1) // 2
   weights = np.concatenate([np.repeat(m[:-1], np.arange(k - 1, 0, -1)) *
-                            np.concatenate([m[u + 1:] for u in range(k - 1)]),
+                            np.concatenate([m[u + 1:] for u in range(k - 1)] or [m[:0]]),
                             [same_row.sum()]])
   values = np.concatenate([condensed.astype(np.float32), np.zeros(1, np.float32)])
   words = pack_chunks(lambda s, e: order_keys(values[s:e]), index_payload, len(values))

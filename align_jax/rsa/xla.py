@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from align_jax.rsa import checks
 from align_jax.rsa import dissimilarity as rdm_lib
 
 
@@ -91,3 +92,36 @@ def rank_sums(a: np.ndarray, b: np.ndarray) -> tuple[float, int, int, int]:
     cross, ss_a, ss_b = _sums(*keys)
   return float(cross), int(round(float(ss_a))), int(round(float(ss_b))), len(a)
 
+
+
+@jax.jit
+def _joint_target_sums(rows, cols, last, multiplicity, starts, human_c, num_weight):
+  """rsa/joint.py's target_sums as one jitted pass (x64 on): pair weights, the gather of the
+  human ranks into the target's sorted order, running sums of w and w c_b, and each tie
+  group's sums from the running sums at its last pair and at the previous group's last pair
+  (pairs of weight 0 add nothing, so none is dropped here)."""
+  i, j = rows.astype(jnp.int32), cols.astype(jnp.int32)
+  w = (multiplicity[i] * multiplicity[j]).astype(jnp.int64)
+  c_b = human_c[(starts[i] + j - i - 1).astype(jnp.int32)].astype(jnp.int64)
+  cum_w, cum_v = jnp.cumsum(w), jnp.cumsum(w * c_b)
+  position = lax.iota(jnp.int32, rows.shape[0])
+  previous = lax.cummax(jnp.where(last, position, -1))  # the last group end at or before
+  previous = jnp.concatenate([jnp.array([-1], jnp.int32), previous[:-1]])
+  before_w = jnp.where(previous >= 0, cum_w[jnp.maximum(previous, 0)], 0)
+  before_v = jnp.where(previous >= 0, cum_v[jnp.maximum(previous, 0)], 0)
+  group_w = jnp.where(last, cum_w - before_w, 0).astype(jnp.float64)
+  group_v = jnp.where(last, cum_v - before_v, 0).astype(jnp.float64)
+  c_a = 2 * cum_w.astype(jnp.float64) - group_w - num_weight
+  return jnp.sum(c_a * group_v), jnp.sum(group_w * group_w * group_w - group_w)
+
+
+def joint_target_sums(pairs, multiplicity: np.ndarray, human_c: np.ndarray,
+                      num_weight: int) -> tuple[float, float]:
+  """rsa/joint.py's target_sums (pairs: a joint.SortedPairs) on the default device."""
+  starts = checks.row_starts(len(multiplicity))
+  with jax.enable_x64(True):
+    cross, ties = _joint_target_sums(
+        jnp.asarray(pairs.rows), jnp.asarray(pairs.cols), jnp.asarray(pairs.last),
+        jnp.asarray(multiplicity, jnp.int64), jnp.asarray(starts), jnp.asarray(human_c),
+        jnp.int64(num_weight))
+  return float(cross), float(ties)
