@@ -388,6 +388,7 @@ def _bootstrap(pairs: dict[str, SortedPairs], side, n, methods, n_bootstrap, see
   if not checks.on_host():  # accelerators: the same pass, jitted (rsa/xla.py)
     from align_jax.rsa import xla  # pylint: disable=g-import-not-at-top
     sums_of, workers = xla.joint_target_sums, 1
+    pairs = {k: xla.on_device(p) for k, p in pairs.items()}  # copied to the device once
   with concurrent.futures.ThreadPoolExecutor(workers) as pool:
     for r in range(n_bootstrap):
       drawn, multiplicity = draw_images(n, rng)

@@ -9,6 +9,7 @@
 On a CPU these kernels are correct but slower than the numpy path; tests run them there.
 """
 
+import dataclasses
 import functools
 
 import jax
@@ -115,9 +116,16 @@ def _joint_target_sums(rows, cols, last, multiplicity, starts, human_c, num_weig
   return jnp.sum(c_a * group_v), jnp.sum(group_w * group_w * group_w - group_w)
 
 
+def on_device(pairs):
+  """A joint.SortedPairs with its arrays on the default device."""
+  return dataclasses.replace(pairs, rows=jnp.asarray(pairs.rows), cols=jnp.asarray(pairs.cols),
+                             last=jnp.asarray(pairs.last))
+
+
 def joint_target_sums(pairs, multiplicity: np.ndarray, human_c: np.ndarray,
                       num_weight: int) -> tuple[float, float]:
-  """rsa/joint.py's target_sums (pairs: a joint.SortedPairs) on the default device."""
+  """rsa/joint.py's target_sums (pairs: a joint.SortedPairs, best already on_device) on the
+  default device."""
   starts = checks.row_starts(len(multiplicity))
   with jax.enable_x64(True):
     cross, ties = _joint_target_sums(
