@@ -1,4 +1,4 @@
-"""Alignment of trained models with CIFAR-10H: RDMs, RSA statistics, behaviour, report.
+r"""Alignment of trained models with CIFAR-10H: RDMs, RSA statistics, behaviour, report.
 
   python -m experiments.align --workdir=OUT --config.models=philnet=W1,resnet50=W2,vae=W3 \
       [--config=experiments/configs/align.py[:quick]]

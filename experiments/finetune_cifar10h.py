@@ -1,4 +1,4 @@
-"""Fine-tune a CIFAR-10 classifier on CIFAR-10H soft labels, k-fold over the test images, with
+r"""Fine-tune a CIFAR-10 classifier on CIFAR-10H soft labels, k-fold over the test images, with
 the hard-label control; out-of-fold predictions and features feed experiments.align.
 
   python -m experiments.finetune_cifar10h --workdir=F --config.init_from=W_PHILNET \

@@ -51,6 +51,8 @@ def test_help_exits_0_and_explains_every_top_level_field(entry):
   fields = proc.stdout.split("(default): meaning:")[1].strip().splitlines()
   assert fields and all("see README" not in line and "): " in line for line in fields), fields
   assert "--workdir=DIR" in proc.stdout and "python -m experiments." in proc.stdout
+  usage = [line.strip() for line in proc.stdout.split("Flags:")[0].splitlines()]
+  assert not [line for line in usage if "   " in line], usage  # no line break lost to spaces
 
 
 def test_argv_is_reordered_and_checked_before_parsing(tmp_path):
