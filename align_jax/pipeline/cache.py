@@ -3,8 +3,9 @@
 A key is the sha256 of a JSON description holding everything a result depends on (the
 align_jax version included) and content hashes of the arrays it is computed from, so a rerun
 with the same inputs reuses, and any change recomputes. Stored in `<workdir>/cache/`:
-features (`.npz`) and statistics (`.json`). RDMs are not stored twice: the previous run's
-published `rdms/<name>.npy` is reused when its sidecar carries the same key.
+features and each target's resampled scores (`.npz`), other statistics (`.json`). RDMs are not
+stored twice: the previous run's published `rdms/<name>.npy` is reused when its sidecar
+carries the same key.
 """
 
 import hashlib

@@ -5,8 +5,9 @@ own copy is dropped, and a pair of distinct originals drawn m_i and m_j times co
 m_i * m_j times. Spearman and rho-a run on the joint engine (rsa/joint.py): the ranks of each
 resample follow from one global sort per RDM, no re-sorting. `engine='expanded'` (and every
 other method) re-ranks the expanded multiset of each resample instead: the reference the
-engine is tested against, about 5x slower per target at n = 10,000. `seconds_per_resample` in
-the result reports the cost.
+engine is tested against, about 7x slower for one target at n = 10,000 (7.9 s against 1.1 s
+per resample in benchmarks/rsa_joint.py). `seconds_per_resample` in the result reports the
+cost.
 
 CI sources: 'images' resamples images only (each image keeps its annotators' votes, so their
 sampling noise travels with it). 'images+annotators' (a two-level bootstrap) also redraws each
@@ -38,7 +39,6 @@ from align_jax.rsa import comparison as compare_lib
 CI_SOURCES = names.CI_SOURCES
 INTERVALS = ("percentile", "centred")
 ENGINES = ("joint", "expanded")
-draw_images = joint.draw_images
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,14 +108,14 @@ def interval_bounds(estimate: float, samples: np.ndarray, ci: float,
 
 
 def _expanded_scores(vectors, n, method, n_resamples, seed, score_fn, counts=None,
-                     human_key="b", metric=None, label=""):
+                     metric=None, label=""):
   """score_fn(resampled vectors, method) for each resample, re-ranking the expanded multiset
   (every pair repeated m_i m_j times): [n_resamples, ...] and s/resample. Any method; the
   reference the joint engine is tested against.
 
-  With annotator `counts`, vectors[human_key] is rebuilt in every resample from a redraw of the
-  drawn images' annotators (condensed over the sorted distinct drawn images, pdist order,
-  which is the order of `index`)."""
+  With annotator `counts`, the human RDM vectors["b"] is rebuilt in every resample from a
+  redraw of the drawn images' annotators (condensed over the sorted distinct drawn images,
+  pdist order, which is the order of `index`)."""
   rng = np.random.default_rng(seed)
   redraws = joint.annotator_rng(seed)
   samples = []
@@ -124,16 +124,16 @@ def _expanded_scores(vectors, n, method, n_resamples, seed, score_fn, counts=Non
   progress = Progress(f"{label + ': ' if label else ''}bootstrap ({', '.join(methods)})",
                       n_resamples)
   for r in range(n_resamples):
-    drawn, multiplicity = draw_images(n, rng)
+    drawn, multiplicity = joint.draw_images(n, rng)
     i, j = np.triu_indices(len(drawn), 1)
     index = checks.condensed_index(drawn[i], drawn[j], n)
     weights = multiplicity[i] * multiplicity[j]
     resampled = {k: np.repeat(v[index], weights) for k, v in vectors.items()
-                 if counts is None or k != human_key}
+                 if counts is None or k != "b"}
     if counts is not None:
       distinct, rows = joint.redrawn_human(counts[drawn], metric, redraws)
       table = ssd.squareform(distinct, checks=False)
-      resampled[human_key] = np.repeat(table[rows[i], rows[j]], weights)
+      resampled["b"] = np.repeat(table[rows[i], rows[j]], weights)
     samples.append(score_fn(resampled, method))
     progress.update(r + 1)
   return np.asarray(samples, np.float64), (time.perf_counter() - start) / n_resamples
@@ -192,7 +192,7 @@ def bootstrap_methods(rdm_a, rdm_b, methods, *, n_resamples: int = 1000, seed: i
   else:
     score = lambda v, ms: list(compare_lib.compare_methods(v["a"], v["b"], ms).values())
     samples, seconds = _expanded_scores(vectors, n, methods, n_resamples, seed, score, counts,
-                                        "b", metric, label)
+                                        metric, label)
     estimates = score(vectors, methods)
   source = CI_SOURCES[counts is not None]
   out = {}
@@ -233,8 +233,8 @@ def paired_bootstrap(rdm_a1, rdm_a2, rdm_b, method: str = "spearman", *,
   else:
     diff = lambda v, m: (compare_lib.compare(v["a1"], v["b"], m)
                          - compare_lib.compare(v["a2"], v["b"], m))
-    samples, _ = _expanded_scores(vectors, n, method, n_resamples, seed, diff, counts, "b",
-                                  metric, label)
+    samples, _ = _expanded_scores(vectors, n, method, n_resamples, seed, diff, counts, metric,
+                                  label)
     difference = diff(vectors, method)
   return paired_result(difference, samples, ci, interval)
 

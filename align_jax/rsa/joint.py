@@ -344,28 +344,33 @@ def resample_jointly(targets: dict, human_rdm, methods, *, n_bootstrap: int,
   if human_counts is not None:
     human_counts = check_annotators(human_counts, metric, n)
   label = f"{label}: " if label else ""
-  estimates = {k: compare_lib.compare_methods(v, human, methods) for k, v in vectors.items()}
   num = len(human)
-  human_order = sort_rdm(human) if n_permutations or human_counts is None else None
-  unit = np.ones(num, np.uint16) if n_permutations else None
-  pairs, target_c, ties_a = {}, [], []
-  for k, v in vectors.items():
+  unit = np.ones(num, np.uint16)
+  human_order = sort_rdm(human)
+  human_c = np.empty(num, np.int32)  # all-image ranks: the estimates and the permutations
+  ties_b = weighted_ranks(human_order, unit, num, human_c)
+  pairs, target_c, ties_a, estimates = {}, [], [], {}
+  for k, v in vectors.items():  # one sort per target serves everything below
     order = sort_rdm(v)
-    if n_permutations:  # the target's own ranks, for the permutations
-      target_c.append(np.empty(num, np.int32))
-      ties_a.append(weighted_ranks(order, unit, num, target_c[-1]))
+    c = np.empty(num, np.int32)
+    ties_a.append(weighted_ranks(order, unit, num, c))
+    cross = math.fsum(float(np.dot(c[s:e], human_c[s:e].astype(np.float64)))
+                      for s, e in _chunks(num))
+    estimates[k] = dict(zip(methods, _scores(methods, cross, ties_a[-1], ties_b, num)))
+    if n_permutations:
+      target_c.append(c)
     if n_bootstrap:
       pairs[k] = sorted_pairs(order, n)
+  del unit
   null, per_permutation = {k: np.empty((0, len(methods))) for k in vectors}, 0.0
   if n_permutations:
     start = time.perf_counter()
-    human_c = np.empty(num, np.int32)
-    ties_b = weighted_ranks(human_order, unit, num, human_c)
     crosses = _permutation_crosses(target_c, human_c, n, n_permutations, seed, label)
-    del human_c, target_c, unit
+    del target_c
     null = {k: np.array([_scores(methods, x, ties_a[t], ties_b, num) for x in crosses[:, t]])
             for t, k in enumerate(vectors)}
     per_permutation = (time.perf_counter() - start) / n_permutations
+  del human_c
   boot, per_resample = {k: np.empty((0, len(methods))) for k in vectors}, 0.0
   if n_bootstrap:
     start = time.perf_counter()
