@@ -11,3 +11,5 @@ METHODS = ("spearman", "rho-a", "pearson", "cosine", "kendall-tau-a", "kendall-t
 CI_SOURCES = ("images", "images+annotators")  # what bootstrap CIs resample
 FINETUNE_TARGETS = ("cifar10h", "cifar10")  # soft human labels; the hard-label control
 STUDY_ARCHITECTURES = ("philnet", "resnet50", "vae")
+COMPUTE_DTYPES = ("float32", "bfloat16")  # training compute precision (config.dtype)
+LAYER_IMPLS = ("auto", "rewritten", "xla")  # convolution rewrites (models/layers.py)

@@ -7,10 +7,13 @@ Parameter count (defaults): 1,906,499.
 """
 
 from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from align_jax.models import layers
 
 
 def reparameterize(mean: jnp.ndarray, logvar: jnp.ndarray, key: jax.Array) -> jnp.ndarray:
@@ -23,17 +26,22 @@ class VAE(nn.Module):
 
   features: latent_mean, latent_logvar [b, latent_dim], reconstruction. With `key`, the
   decoder sees a sample z; without, the posterior mean (deterministic reconstructions).
+  `dtype` is the compute precision of the layers (parameters, the latent statistics and the
+  reconstruction stay float32).
   """
   latent_dim: int = 256
   widths: Sequence[int] = (32, 64, 128)
   bn_axis_name: str | None = None  # accepted for the engine's uniform API; no BatchNorm here
+  dtype: Any = jnp.float32
+  layer_impl: str = "auto"  # the transposed convolutions' form (models/layers.py)
 
   def setup(self):
-    self.encoder_convs = [nn.Conv(w, (4, 4), (2, 2), padding="SAME") for w in self.widths]
-    self.mean_head = nn.Dense(self.latent_dim)
-    self.logvar_head = nn.Dense(self.latent_dim)
-    self.decoder_input = nn.Dense(4 * 4 * self.widths[-1])
-    self.decoder_convs = [nn.ConvTranspose(w, (4, 4), (2, 2), padding="SAME")
+    self.encoder_convs = [nn.Conv(w, (4, 4), (2, 2), padding="SAME", dtype=self.dtype)
+                          for w in self.widths]
+    self.mean_head = nn.Dense(self.latent_dim, dtype=self.dtype)
+    self.logvar_head = nn.Dense(self.latent_dim, dtype=self.dtype)
+    self.decoder_input = nn.Dense(4 * 4 * self.widths[-1], dtype=self.dtype)
+    self.decoder_convs = [layers.ConvTranspose2x(w, dtype=self.dtype, impl=self.layer_impl)
                           for w in tuple(self.widths[::-1][1:]) + (3,)]
 
   def encode(self, x):
@@ -41,14 +49,15 @@ class VAE(nn.Module):
     for conv in self.encoder_convs:
       x = nn.leaky_relu(conv(x), 0.2)
     x = x.reshape(x.shape[0], -1)
-    return self.mean_head(x), self.logvar_head(x)
+    return (self.mean_head(x).astype(jnp.float32),
+            self.logvar_head(x).astype(jnp.float32))
 
   def decode(self, z):
     """z [b, latent_dim] -> images [b, 32, 32, 3] on (0, 1)."""
     x = nn.leaky_relu(self.decoder_input(z), 0.2).reshape(z.shape[0], 4, 4, self.widths[-1])
     for conv in self.decoder_convs[:-1]:
       x = nn.leaky_relu(conv(x), 0.2)
-    return nn.sigmoid(self.decoder_convs[-1](x))
+    return nn.sigmoid(self.decoder_convs[-1](x).astype(jnp.float32))
 
   def __call__(self, x, train: bool = False, key: jax.Array | None = None):
     del train  # no dropout or BatchNorm: train and eval differ only by the sampled z

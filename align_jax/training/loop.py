@@ -69,7 +69,9 @@ def train_and_evaluate(config, workdir: str) -> dict:
   """Trains `config.model` on `config.task`; returns the final validation and test metrics."""
   config_checks.training(config)
   task = tasks.TASKS[config.task](**config.task_kwargs)
-  model = create_model(config.model, bn_axis_name=steps.AXIS_NAME, **config.model_kwargs)
+  model = create_model(config.model, bn_axis_name=steps.AXIS_NAME,
+                       dtype=jnp.dtype(config.dtype), layer_impl=config.layer_impl,
+                       **config.model_kwargs)
   data = splits.load_training_splits(config)  # validated before anything is written
   with workdir_lib.lock(workdir):
     return _train(config, workdir, task, model, data)

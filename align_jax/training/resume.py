@@ -20,9 +20,11 @@ CONFIG_FILE = "config.json"
 RUN_FILE = "run.json"
 ALLOWED_CHANGES = ("log_every_steps", "eval_batch_size", "keep_checkpoints",
                    "sample_every_steps", "checkpoint_every_steps", "allow_config_change",
-                   "data_dir")
+                   "data_dir", "layer_impl")
 FIELD_DEFAULTS = {  # fields added after workdirs already existed, with their old behaviour
     "task_kwargs.target_field": "label",
+    "dtype": "float32",
+    "layer_impl": "auto",
 }
 
 

@@ -32,6 +32,12 @@ def training_config() -> ml_collections.ConfigDict:
   config.adam_b1 = 0.9  # Adam's first-moment decay
   config.adam_b2 = 0.999  # Adam's second-moment decay
   config.grad_clip_norm = 0.0  # clip gradients to this global norm (0 = no clipping)
+  # compute precision: 'float32', or 'bfloat16' (bf16 activations and products; parameters,
+  # optimizer state, losses and logits stay float32; no loss scaling needed)
+  config.dtype = "float32"
+  # convolutions rewritten as matrix products where XLA:CPU is slow at their gradients: 'auto'
+  # (on CPU only), 'rewritten' (always) or 'xla' (never); same numbers (README, "Training speed")
+  config.layer_impl = "auto"
   config.seed = 0  # seeds initialisation, dropout, augmentation and the validation split
   # start from a weights file: an .npz keyed by 'params/...' paths, or an orbax checkpoint/workdir
   config.init_from = ""

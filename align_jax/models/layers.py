@@ -1,0 +1,304 @@
+"""Layers rewritten where XLA:CPU is slow, mostly at their gradients; same parameters, same numbers.
+
+The rewrites (per-layer timings at batch 128 on 2 CPU cores; whole models in
+benchmarks/train_bench.py and README "Training speed"):
+- Convolutions (`conv_general_dilated(impl)`, the hook of flax's nn.Conv). Kernel gradients of
+  stride-1 convolutions: XLA's are 1.6-2.4x slower than dW[i, j] = sum over images and
+  positions of shifted(x, i, j)^T g, i.e. kh*kw matrix products accumulated over chunks of
+  CONV_CHUNK_IMAGES images so that each stays in cache. Forward passes and input gradients of
+  1x1 kernels, of output maps of at most IM2COL_MAX_PIXELS pixels (XLA: 10-20x slower at 2x2
+  and 1x1) and, in training, of layers at most IM2COL_MAX_CHANNELS wide (1.3-1.6x) as one
+  patch-matrix product per IM2COL_CHUNK_ROWS output pixels; XLA's own otherwise. Strided
+  convolutions become stride-1 ones first: 1x1 kernels read every s-th pixel, other kernels
+  are zero-extended to a multiple of the stride and s x s pixel blocks become channels (XLA:
+  up to 270 ms for ResNet-50's 2x2 -> 1x1 3x3 convolution, which becomes a 4 ms product).
+- 4x4 stride-2 'SAME' transposed convolutions (`ConvTranspose2x`): XLA's gradient of the
+  input-dilated convolution costs 5-25x its forward pass; as four 2x2 convolutions, one per
+  output phase (a sub-pixel convolution), the forward and backward together are 3-4x faster
+  (in training; inference keeps XLA's forward, which is faster there). Only with at least SUBPIXEL_MIN_FEATURES output channels (slower for the VAE's 3-channel
+  output layer).
+- 2x2 stride-2 max-pooling (`max_pool_2x2`): XLA's select-and-scatter gradient costs 30-50x
+  the forward pass; a mask of each window's first maximum gives the same gradient 2-5x faster.
+All agree with XLA's layers up to float rounding, the max-pool exactly (tests/test_layers.py
+states the tolerances). The policy `impl`: 'auto' rewrites on CPU only (never measured faster
+on a GPU), 'rewritten' always, 'xla' never.
+"""
+
+import functools
+import math
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from align_jax import names
+from align_jax.errors import InputError
+
+CONV_CHUNK_IMAGES = 16  # images per accumulated product: fastest of 4-32 at 8x8-32x32 maps
+IM2COL_MAX_CHANNELS = 64  # patch-matrix convolutions where the input or output is this narrow,
+IM2COL_MAX_PIXELS = 16  # or the output map this small (XLA:CPU: 10-20x slower at 2x2 and 1x1)
+STRIDED_MAX_PIXELS = 4  # strided ones in inference: XLA:CPU is 30-60x slower at 1x1 outputs
+IM2COL_CHUNK_ROWS = 2048  # output pixels per patch matrix (fastest of 1,024-32,768)
+SUBPIXEL_MIN_FEATURES = 16
+_NHWC = ("NHWC", "HWIO", "NHWC")
+
+
+def _plain(x, kernel, padding):
+  return lax.conv_general_dilated(x, kernel, (1, 1), padding, dimension_numbers=_NHWC)
+
+
+def _chunk_size(batch: int, most: int = CONV_CHUNK_IMAGES) -> int:
+  """The largest divisor of `batch` that is at most `most` (and at least 1)."""
+  return max(d for d in range(1, max(min(batch, most), 1) + 1) if batch % d == 0)
+
+
+def _im2col_conv(x, kernel, padding):
+  """A stride-1 convolution as one matrix product per chunk of images: patches
+  [pixels, kh*kw*c_in] times the kernel [kh*kw*c_in, c_out]."""
+  kh, kw, c_in, c_out = kernel.shape
+  b, h, w, _ = x.shape
+  out_h, out_w = h + sum(padding[0]) - kh + 1, w + sum(padding[1]) - kw + 1
+  chunk = _chunk_size(b, IM2COL_CHUNK_ROWS // (out_h * out_w))
+  flat_kernel = kernel.reshape(kh * kw * c_in, c_out)
+
+  def one_chunk(xc):
+    xp = jnp.pad(xc, ((0, 0), padding[0], padding[1], (0, 0)))
+    patches = jnp.concatenate([xp[:, i:i + out_h, j:j + out_w]
+                               for i in range(kh) for j in range(kw)], axis=-1)
+    return jnp.einsum("bhwk,ko->bhwo", patches, flat_kernel)
+
+  if chunk == b:  # one chunk: no loop to compile
+    return one_chunk(x)
+  return lax.map(one_chunk, x.reshape(-1, chunk, *x.shape[1:])).reshape(b, out_h, out_w, c_out)
+
+
+def _stride1_conv(x, kernel, padding, training: bool):
+  """XLA:CPU's convolution is slowest for 1x1 kernels and small maps, and in training also for
+  narrow layers: those go through patch matrices. (In inference XLA fuses the narrow layers'
+  convolutions with what follows, which patch matrices would undo: measured slower.)"""
+  kh, kw, c_in, c_out = kernel.shape
+  pixels = (x.shape[1] + sum(padding[0]) - kh + 1) * (x.shape[2] + sum(padding[1]) - kw + 1)
+  if (kh * kw == 1 or pixels <= IM2COL_MAX_PIXELS
+      or (training and min(c_in, c_out) <= IM2COL_MAX_CHANNELS)):
+    return _im2col_conv(x, kernel, padding)
+  return _plain(x, kernel, padding)
+
+
+def kernel_gradient(x, g, kernel_shape, padding):
+  """dL/dkernel of a stride-1 NHWC/HWIO convolution, from its input `x` and output gradient `g`."""
+  kh, kw = kernel_shape[:2]
+  height, width = g.shape[1:3]
+  chunk = _chunk_size(x.shape[0])
+  xs = x.reshape(-1, chunk, *x.shape[1:])
+  gs = g.reshape(-1, chunk, *g.shape[1:])
+  accumulate = jnp.promote_types(x.dtype, jnp.float32)
+
+  def add_chunk(total, xg):
+    xc, gc = xg
+    xp = jnp.pad(xc, ((0, 0), padding[0], padding[1], (0, 0)))
+    products = [jnp.einsum("bhwi,bhwo->io", xp[:, i:i + height, j:j + width], gc,
+                           preferred_element_type=accumulate)
+                for i in range(kh) for j in range(kw)]
+    return total + jnp.stack(products).reshape(kernel_shape), None
+
+  zero = jnp.zeros(kernel_shape, accumulate)
+  if chunk == x.shape[0]:  # one chunk: no loop to compile
+    return add_chunk(zero, (x, g))[0]
+  return lax.scan(add_chunk, zero, (xs, gs))[0]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def shifted_gemm_conv(x, kernel, padding):
+  """A stride-1 NHWC/HWIO convolution with explicit `padding` ((top, bottom), (left, right));
+  this body runs where nothing is differentiated (inference), `_forward` in training."""
+  return _stride1_conv(x, kernel, padding, training=False)
+
+
+def _forward(x, kernel, padding):
+  return _stride1_conv(x, kernel, padding, training=True), (x, kernel)
+
+
+def _input_gradient(g, kernel, padding):
+  """dL/dx: the output gradient correlated with the kernel rotated by 180 degrees and its
+  channels swapped, padded by (k - 1 - pad) on each side."""
+  kh, kw = kernel.shape[:2]
+  full = ((kh - 1 - padding[0][0], kh - 1 - padding[0][1]),
+          (kw - 1 - padding[1][0], kw - 1 - padding[1][1]))
+  return _stride1_conv(g, kernel[::-1, ::-1].transpose(0, 1, 3, 2), full, training=True)
+
+
+def _backward(padding, residuals, g):
+  x, kernel = residuals
+  if all(0 <= p < k for pair, k in zip(padding, kernel.shape[:2]) for p in pair):
+    dx = _input_gradient(g, kernel, padding)
+  else:  # padding beyond the kernel: leave it to XLA
+    (dx,) = jax.vjp(lambda x_: _plain(x_, kernel, padding), x)[1](g)
+  return dx, kernel_gradient(x, g, kernel.shape, padding).astype(kernel.dtype)
+
+
+shifted_gemm_conv.defvjp(_forward, _backward)
+
+
+def _as_stride1(x, kernel, stride: int, padding):
+  """A stride-s convolution as a stride-1, unpadded one with the same output, (x', kernel').
+
+  1x1 kernels read every s-th pixel. Otherwise the kernel is zero-extended to a multiple of s
+  taps, the input padded (or cropped) to exactly the rows and columns the outputs read, and
+  s x s pixel blocks become channels: tap s*a + r becomes tap a of channel block r.
+  """
+  kh, kw, c, o = kernel.shape
+  out = [(x.shape[1 + i] + sum(padding[i]) - k) // stride + 1 for i, k in enumerate((kh, kw))]
+  if kh == kw == 1:
+    x = jnp.pad(x, ((0, 0), padding[0], padding[1], (0, 0)))
+    return x[:, :stride * out[0]:stride, :stride * out[1]:stride], kernel
+  taps = [-(-k // stride) * stride for k in (kh, kw)]
+  kernel = jnp.pad(kernel, ((0, taps[0] - kh), (0, taps[1] - kw), (0, 0), (0, 0)))
+  needed = [(n - 1) * stride + t for n, t in zip(out, taps)]  # rows/columns read, padding in
+  x = jnp.pad(x, ((0, 0), (padding[0][0], max(needed[0] - x.shape[1] - padding[0][0], 0)),
+                  (padding[1][0], max(needed[1] - x.shape[2] - padding[1][0], 0)), (0, 0)))
+  b = x.shape[0]
+  x = x[:, :needed[0], :needed[1]].reshape(b, needed[0] // stride, stride, needed[1] // stride,
+                                           stride, c)
+  x = x.transpose(0, 1, 3, 2, 4, 5).reshape(b, needed[0] // stride, needed[1] // stride,
+                                            stride * stride * c)
+  kernel = kernel.reshape(taps[0] // stride, stride, taps[1] // stride, stride, c, o)
+  kernel = kernel.transpose(0, 2, 1, 3, 4, 5).reshape(taps[0] // stride, taps[1] // stride,
+                                                      stride * stride * c, o)
+  return x, kernel
+
+
+def _with_training_form(inference_fn, training_fn):
+  """A function that computes inference_fn(*args) where nothing is differentiated and
+  training_fn(*args) (the same values) where something is, with training_fn's gradient."""
+  fn = jax.custom_vjp(inference_fn)
+  fn.defvjp(lambda *args: jax.vjp(training_fn, *args), lambda vjp, g: vjp(g))
+  return fn
+
+
+def _strided_conv(x, kernel, stride: int, padding):
+  """A stride-s convolution: through `_as_stride1` in training, and in inference too where
+  the output map has at most STRIDED_MAX_PIXELS pixels (elsewhere XLA's forward convolution
+  is as fast and fuses better)."""
+  def rewritten(x, kernel):
+    return shifted_gemm_conv(*_as_stride1(x, kernel, stride, padding), ((0, 0), (0, 0)))
+
+  def plain(x, kernel):
+    return lax.conv_general_dilated(x, kernel, (stride, stride), padding,
+                                    dimension_numbers=_NHWC)
+
+  kh, kw = kernel.shape[:2]
+  pixels = math.prod((n + sum(p) - k) // stride + 1
+                     for n, p, k in zip(x.shape[1:3], padding, (kh, kw)))
+  return _with_training_form(rewritten if pixels <= STRIDED_MAX_PIXELS else plain,
+                             rewritten)(x, kernel)
+
+
+def _rewritten_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
+                    dimension_numbers=None, feature_group_count=1, precision=None):
+  """`lax.conv_general_dilated`'s signature: undilated, ungrouped 2-D NHWC convolutions with
+  equal strides as `shifted_gemm_conv` (strided ones through `_strided_conv`), XLA's own
+  convolution for everything else."""
+  stride = window_strides[0]
+  if (lhs.ndim == 4 and feature_group_count == 1 and tuple(window_strides) == (stride,) * 2
+      and all(d is None or math.prod(d) == 1 for d in (lhs_dilation, rhs_dilation))
+      and dimension_numbers == lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC)):
+    if isinstance(padding, str):
+      padding = lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], window_strides, padding)
+    padding = tuple(tuple(int(p) for p in pair) for pair in padding)
+    if stride == 1:
+      return shifted_gemm_conv(lhs, rhs, padding)
+    return _strided_conv(lhs, rhs, stride, padding)
+  return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation,
+                                  rhs_dilation, dimension_numbers, feature_group_count,
+                                  precision=precision)
+
+
+def _rewrites(impl: str) -> bool:
+  if impl not in names.LAYER_IMPLS:
+    raise InputError(f"layer_impl must be one of {names.LAYER_IMPLS}; got {impl!r}.")
+  return impl == "rewritten" or (impl == "auto" and jax.default_backend() == "cpu")
+
+
+def conv_general_dilated(impl: str):
+  """The `conv_general_dilated` for flax's nn.Conv under policy `impl`; None means XLA's own."""
+  return _rewritten_conv if _rewrites(impl) else None
+
+
+def _subpixel_conv_transpose(x, kernel):
+  """nn.ConvTranspose(features, (4, 4), (2, 2), 'SAME') without its bias, as one 2x2
+  convolution per output phase: output row 2i + p sees input rows i - 1 + p and i + p through
+  kernel rows p and p + 2 (likewise for columns)."""
+  phases = [[shifted_gemm_conv(x, kernel[p::2, q::2], ((1 - p, p), (1 - q, q)))
+             for q in range(2)] for p in range(2)]
+  y = jnp.stack([jnp.stack(row, axis=3) for row in phases], axis=2)  # [b, h, 2, w, 2, c]
+  b, h, _, w, _, c = y.shape
+  return y.reshape(b, 2 * h, 2 * w, c)
+
+
+class ConvTranspose2x(nn.Module):
+  """A 4x4, stride-2, 'SAME' transposed convolution (doubles height and width) with the
+  parameters, initialisation and outputs of nn.ConvTranspose(features, (4, 4), (2, 2),
+  padding='SAME'); sub-pixel form where policy `impl` rewrites (module docstring)."""
+  features: int
+  dtype: Any = jnp.float32
+  impl: str = "auto"
+
+  @nn.compact
+  def __call__(self, x):
+    kernel = self.param("kernel", nn.initializers.lecun_normal(),
+                        (4, 4, x.shape[-1], self.features))
+    bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+    def plain(x, kernel):
+      return lax.conv_transpose(x, kernel, (2, 2), "SAME", dimension_numbers=_NHWC)
+
+    if _rewrites(self.impl) and self.features >= SUBPIXEL_MIN_FEATURES:  # in training only
+      return _with_training_form(plain, _subpixel_conv_transpose)(x, kernel) + bias
+    return plain(x, kernel) + bias
+
+
+def _pool_windows(x):
+  """[b, h, w, c] -> [b, h/2, w/2, 4, c]: each 2x2 window's pixels in row-major order."""
+  b, h, w, c = x.shape
+  return x.reshape(b, h // 2, 2, w // 2, 2, c).transpose(0, 1, 3, 2, 4, 5).reshape(
+      b, h // 2, w // 2, 4, c)
+
+
+def _xla_max_pool(x):
+  return nn.max_pool(x, (2, 2), strides=(2, 2))
+
+
+@jax.custom_vjp
+def _first_max_pool(x):
+  return jnp.max(_pool_windows(x), axis=3)
+
+
+def _pool_forward(x):
+  y = _first_max_pool(x)
+  return y, (x, y)
+
+
+def _pool_backward(residuals, g):
+  """The gradient goes to each window's first maximum in row-major order, as XLA's
+  select-and-scatter (the gradient of lax.reduce_window max) sends it."""
+  x, y = residuals
+  hits = _pool_windows(x) == y[:, :, :, None, :]
+  first = hits & (jnp.cumsum(hits, axis=3) == 1)
+  dx = jnp.where(first, g[:, :, :, None, :], jnp.zeros((), g.dtype))
+  b, h, w, c = x.shape
+  return (dx.reshape(b, h // 2, w // 2, 2, 2, c).transpose(0, 1, 3, 2, 4, 5).reshape(x.shape),)
+
+
+_first_max_pool.defvjp(_pool_forward, _pool_backward)
+
+
+def max_pool_2x2(x, impl: str):
+  """nn.max_pool(x, (2, 2), strides=(2, 2)) ('VALID'); its gradient rewritten under policy
+  `impl` where height and width are even."""
+  if _rewrites(impl) and x.shape[1] % 2 == 0 and x.shape[2] % 2 == 0:
+    # inference keeps XLA's pooling, which fuses with what precedes it (measured faster)
+    return _with_training_form(_xla_max_pool, _first_max_pool)(x)
+  return _xla_max_pool(x)

@@ -1,0 +1,228 @@
+"""Training and inference speed: align_jax's train step against PyTorch's, side by side.
+
+For each model, every contender runs in this one process, in turns (the order rotates each
+repeat), on the same synthetic batch shape (global batch --batch_size, 32x32x3, float32):
+  align_jax[POLICY]  the engine's data-parallel train step (training/steps.py: task loss,
+                     AdamW with the cosine schedule, BatchNorm statistics, metrics) with
+                     config.layer_impl=POLICY (models/layers.py), optionally ':bfloat16';
+  pytorch            the same architecture (benchmarks/torch_models.py), AdamW, float32, NCHW:
+                     zero_grad, forward, loss, backward, step.
+Inference is the model in evaluation mode on the same batch (jitted apply; torch.no_grad).
+Reported: images/s from the median step time over --repeats (each --steps steps), ratios
+against PyTorch, and align_jax's first call (compilation included) separately.
+
+  python benchmarks/train_bench.py                            # the README table (~25 min)
+  python benchmarks/train_bench.py --models=philnet --repeats=3
+  python benchmarks/train_bench.py --variants=auto,auto:bfloat16 --no_torch   # GPU check
+
+PyTorch comes with `pip install -e ".[bench]"`; without it the script says so and times
+align_jax alone.
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+MODELS = {  # name: (align_jax model, its keyword arguments, task, steps per timed repeat)
+    "philnet": ("philnet", {}, "classification", 3),
+    "resnet50_imagenet": ("resnet50", {"stem": "imagenet"}, "classification", 3),
+    "resnet50_cifar": ("resnet50", {"stem": "cifar"}, "classification", 1),
+    "vae": ("vae", {}, "vae", 5),
+}
+
+
+def _parse_args(argv):
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                   formatter_class=argparse.RawDescriptionHelpFormatter,
+                                   epilog=__doc__.split("\n\n", 1)[1])
+  parser.add_argument("--models", default=",".join(MODELS),
+                      help=f"comma-separated, of {', '.join(MODELS)} (default: all)")
+  parser.add_argument("--variants", default="xla,auto",
+                      help="align_jax contenders, POLICY[:DTYPE] with POLICY in auto, rewritten, "
+                           "xla and DTYPE float32 (default) or bfloat16 (default: xla,auto)")
+  parser.add_argument("--batch_size", type=int, default=128, help="global batch (default 128)")
+  parser.add_argument("--repeats", type=int, default=5,
+                      help="timed turns per contender; medians are reported (default 5)")
+  parser.add_argument("--steps", type=int, default=0,
+                      help="steps per timed turn (default 0: per model, 1-5)")
+  parser.add_argument("--no_torch", action="store_true", help="time align_jax alone")
+  parser.add_argument("--no_inference", action="store_true", help="time train steps only")
+  args = parser.parse_args(argv)
+  unknown = set(args.models.split(",")) - set(MODELS)
+  if unknown:
+    parser.error(f"unknown models {sorted(unknown)}; choose from {list(MODELS)}")
+  for variant in args.variants.split(","):
+    policy, _, dtype = variant.partition(":")
+    if policy not in ("auto", "rewritten", "xla") or dtype not in ("", "float32", "bfloat16"):
+      parser.error(f"bad variant {variant!r}: use POLICY[:DTYPE], POLICY in auto, rewritten, xla;"
+                   " DTYPE float32 or bfloat16")
+  if args.batch_size < 1 or args.repeats < 1 or args.steps < 0:
+    parser.error("batch_size and repeats must be >= 1, steps >= 0")
+  return args
+
+
+class _Contender:
+  """A named pair of callables that each run `steps` train steps / one inference batch, and
+  block until the work is done."""
+
+  def __init__(self, name, train, infer):
+    self.name, self.train, self.infer = name, train, infer
+    self.first_call = None
+
+
+def _align_jax(name: str, kind: str, model_kwargs: dict, task_name: str, variant: str,
+               batch_size: int) -> _Contender:
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from flax import jax_utils  # pylint: disable=g-import-not-at-top
+
+  from align_jax.models import create_model  # pylint: disable=g-import-not-at-top
+  from align_jax.training import steps, tasks, train_state  # pylint: disable=g-import-not-at-top
+  from experiments.configs import common  # pylint: disable=g-import-not-at-top
+
+  policy, _, dtype = variant.partition(":")
+  config = common.training_config()
+  config.num_epochs = 10
+  task = tasks.TASKS[task_name]()
+  model = create_model(kind, bn_axis_name=steps.AXIS_NAME, dtype=jnp.dtype(dtype or "float32"),
+                       layer_impl=policy, **model_kwargs)
+  inference_model = create_model(kind, dtype=jnp.dtype(dtype or "float32"), layer_impl=policy,
+                                 **model_kwargs)
+  rng = np.random.default_rng(0)
+  images = rng.uniform(size=(batch_size, 32, 32, 3)).astype(np.float32)
+  labels = rng.integers(0, 10, batch_size).astype(np.int32)
+  variables = jax.jit(task.init_variables, static_argnums=0)(
+      model, jax.random.key(0), jnp.asarray(images[:1]))
+  state = train_state.create_train_state(
+      variables, model.apply, train_state.create_optimizer(config, steps_per_epoch=100))
+  n_dev = jax.local_device_count()
+  # host arrays, as the engine's input pipeline hands them to the step
+  batch = {"image": images.reshape(n_dev, -1, 32, 32, 3), "label": labels.reshape(n_dev, -1)}
+  p_train, _ = steps.parallel_steps(task, model)
+  holder = {"state": jax_utils.replicate(state), "key": jax_utils.replicate(jax.random.key(1))}
+
+  def train(n_steps):
+    for _ in range(n_steps):
+      holder["state"], metrics = p_train(holder["state"], batch, holder["key"])
+    jax.block_until_ready((holder["state"].params, metrics))
+
+  eval_variables = dict(variables)
+  apply = jax.jit(lambda v, x: inference_model.apply(v, x, train=False)[0])
+  device_images = jnp.asarray(images)
+
+  def infer():
+    jax.block_until_ready(apply(eval_variables, device_images))
+
+  return _Contender(name, train, infer)
+
+
+def _pytorch(name: str, batch_size: int) -> _Contender:
+  import torch  # pylint: disable=g-import-not-at-top
+
+  import torch_models  # pylint: disable=g-import-not-at-top
+
+  torch.manual_seed(0)
+  torch.set_num_threads(os.cpu_count())
+  if name == "philnet":
+    model = torch_models.PhilNet()
+  elif name.startswith("resnet50"):
+    model = torch_models.ResNet50(stem=name.split("_")[1])
+  else:
+    model = torch_models.VAE()
+  rng = np.random.default_rng(0)
+  images = torch.from_numpy(rng.uniform(size=(batch_size, 3, 32, 32)).astype(np.float32))
+  labels = torch.from_numpy(rng.integers(0, 10, batch_size))
+  optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=5e-4)
+
+  def loss_of(output):
+    if name == "vae":
+      return torch_models.vae_loss(output, images)
+    return torch.nn.functional.cross_entropy(output, labels)
+
+  def train(n_steps):
+    model.train()
+    for _ in range(n_steps):
+      optimizer.zero_grad(set_to_none=True)
+      loss_of(model(images)).backward()
+      optimizer.step()
+
+  def infer():
+    model.eval()
+    with torch.no_grad():
+      model(images)
+
+  return _Contender("pytorch", train, infer)
+
+
+def _timed(fn, *args) -> float:
+  start = time.perf_counter()
+  fn(*args)
+  return time.perf_counter() - start
+
+
+def _measure(contenders, n_steps: int, repeats: int, inference: bool) -> dict:
+  """{contender: {'train': s/step, 'infer': s/batch}} (medians), alternating contenders."""
+  for c in contenders:  # first calls: compilation (align_jax), allocator warm-up (both)
+    c.first_call = _timed(c.train, 1)
+    if inference:
+      c.infer()
+  times = {c.name: {"train": [], "infer": []} for c in contenders}
+  for r in range(repeats):
+    for c in contenders[r % len(contenders):] + contenders[:r % len(contenders)]:
+      times[c.name]["train"].append(_timed(c.train, n_steps) / n_steps)
+      if inference:
+        times[c.name]["infer"].append(_timed(c.infer))
+  return {name: {k: statistics.median(v) if v else float("nan") for k, v in t.items()}
+          for name, t in times.items()}
+
+
+def main(argv=None) -> None:
+  args = _parse_args(argv)
+  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  torch_note = ""
+  if not args.no_torch:
+    try:
+      import torch  # pylint: disable=g-import-not-at-top
+      torch_note = f"PyTorch {torch.__version__} ({torch.get_num_threads()} threads)"
+    except ImportError:
+      print("PyTorch is not installed (pip install -e \".[bench]\"); timing align_jax alone.")
+      args.no_torch = True
+  import jax  # pylint: disable=g-import-not-at-top
+  devices = jax.local_devices()
+  print(f"align_jax on {len(devices)} x {devices[0].device_kind} ({jax.default_backend()}), "
+        f"jax {jax.__version__}; {torch_note or 'no PyTorch'}; batch {args.batch_size}, "
+        f"{args.repeats} repeats, medians", flush=True)
+  rows = []
+  for name in args.models.split(","):
+    kind, kwargs, task, default_steps = MODELS[name]
+    n_steps = args.steps or default_steps
+    contenders = [_align_jax(f"align_jax[{v}]", kind, kwargs, task, v, args.batch_size)
+                  for v in args.variants.split(",")]
+    if not args.no_torch:
+      contenders.append(_pytorch(name, args.batch_size))
+    print(f"{name}: timing {', '.join(c.name for c in contenders)} "
+          f"({n_steps} steps per turn)...", flush=True)
+    result = _measure(contenders, n_steps, args.repeats, not args.no_inference)
+    reference = result.get("pytorch")
+    for c in contenders:
+      train_ips = args.batch_size / result[c.name]["train"]
+      infer_ips = args.batch_size / result[c.name]["infer"]
+      timed = [k for k in ("train", "infer") if reference and not np.isnan(reference[k])]
+      ratios = [f"{reference[k] / result[c.name][k]:.2f}x" if k in timed else "-"
+                for k in ("train", "infer")]
+      rows.append(f"| {name} | {c.name} | {train_ips:.1f} | {infer_ips:.0f} | "
+                  f"{' | '.join(ratios)} | {c.first_call:.1f} |")
+      print(rows[-1], flush=True)
+  print("\n| model | contender | train images/s | inference images/s | train vs PyTorch | "
+        "inference vs PyTorch | first call s |")
+  print("|---|---|---|---|---|---|---|")
+  print("\n".join(rows))
+
+
+if __name__ == "__main__":
+  main()

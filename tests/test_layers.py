@@ -1,0 +1,223 @@
+"""The layer rewrites (models/layers.py) against XLA's own layers and jax.grad, and the bfloat16
+compute option.
+
+Tolerances: float32, 2e-5 relative to the largest entry of each compared array for single
+layers (a reordered sum of up to a few thousand float32 products; measured <= 2e-6 here and
+<= 1.2e-5 on the full-size PhilNet layer of 131,072 rows), 1e-3 relative to each array's norm
+for whole models' gradients (`_close_in_norm` says why), the max-pool's gradient exactly.
+"""
+
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import jax_utils
+from jax import lax
+
+from align_jax.errors import InputError
+from align_jax.models import create_model, layers
+from align_jax.training import steps, tasks, train_state
+
+TOL = 2e-5
+NHWC = ("NHWC", "HWIO", "NHWC")
+
+
+def _close(a, b, tol=TOL):
+  """Every entry within tol of the largest entry of its array."""
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    assert x.shape == y.shape
+    assert np.abs(x - y).max() <= tol * max(np.abs(y).max(), 1e-30), np.abs(x - y).max()
+
+
+def _close_in_norm(a, b, tol=1e-3):
+  """Each array within tol of its norm: in whole models, rounding can flip the sign of a
+  pre-ReLU value within 1e-7 of zero (seen: 1 of 262,144 in PhilNet's first layer) or the
+  larger of two near-equal values in a max-pool window, which routes one gradient entry
+  differently (4.5e-4 of the norm in that case)."""
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    assert x.shape == y.shape
+    assert np.linalg.norm(x - y) <= tol * max(np.linalg.norm(y), 1e-30), np.abs(x - y).max()
+
+
+def _value_and_grads(fn, x, kernel):
+  """fn(x, kernel), and the gradients of a random projection of it w.r.t. (x, kernel)."""
+  projection = jax.random.normal(jax.random.key(9), fn(x, kernel).shape)
+  grads = jax.jit(jax.grad(lambda x, k: jnp.sum(fn(x, k) * projection), argnums=(0, 1)))
+  return fn(x, kernel), grads(x, kernel)
+
+
+@pytest.mark.parametrize("batch,size,kernel_hw,padding,channels", [
+    (20, 9, (3, 3), ((1, 1), (1, 1)), (6, 5)),  # 2 chunks of 10 images; patch matrices
+    (32, 8, (3, 3), ((1, 1), (1, 1)), (6, 5)),  # 2 chunks of 16
+    (3, 7, (1, 1), ((0, 0), (0, 0)), (6, 5)),
+    (5, 6, (2, 2), ((1, 0), (0, 1)), (6, 5)),  # asymmetric padding (the sub-pixel phases)
+    (4, 9, (5, 3), ((2, 2), (1, 1)), (6, 5)),
+    (4, 9, (3, 3), ((0, 0), (0, 0)), (6, 5)),  # VALID
+    (4, 9, (3, 3), ((1, 1), (1, 1)), (72, 80)),  # wide, 81 pixels: XLA's forward
+    (6, 2, (3, 3), ((1, 1), (1, 1)), (72, 80)),  # wide but 2x2: patch matrices
+    (6, 1, (3, 3), ((1, 1), (1, 1)), (72, 80)),
+])
+def test_shifted_gemm_gradients_equal_jax_grad_of_the_plain_convolution(batch, size, kernel_hw,
+                                                                       padding, channels):
+  x = jax.random.normal(jax.random.key(0), (batch, size, size, channels[0]))
+  kernel = jax.random.normal(jax.random.key(1), (*kernel_hw, *channels))
+  plain = lambda x, k: lax.conv_general_dilated(x, k, (1, 1), padding, dimension_numbers=NHWC)
+  shifted = lambda x, k: layers.shifted_gemm_conv(x, k, padding)
+  _close(_value_and_grads(shifted, x, kernel), _value_and_grads(plain, x, kernel))
+
+
+@pytest.mark.parametrize("kernel_size,strides,padding,rewritten", [
+    ((3, 3), (1, 1), "SAME", True),
+    ((4, 4), (2, 2), "SAME", True),  # the VAE encoder: space-to-depth, then stride 1
+    ((2, 2), (2, 2), "VALID", True),
+    ((3, 3), (2, 2), "SAME", True),  # kernel zero-extended to 4x4
+    ((7, 7), (2, 2), ((3, 3), (3, 3)), True),
+    ((1, 1), (2, 2), "SAME", True),  # every other pixel
+    ((3, 3), (3, 3), ((1, 0), (2, 1)), True),
+    ((3, 3), (2, 1), "SAME", False),  # unequal strides: XLA's own
+])
+def test_nn_conv_with_the_rewrite_hook_equals_xla(kernel_size, strides, padding, rewritten,
+                                                  monkeypatch):
+  x = jax.random.normal(jax.random.key(0), (4, 16, 15, 5))
+  layer = lambda impl: nn.Conv(7, kernel_size, strides, padding=padding,
+                               conv_general_dilated=layers.conv_general_dilated(impl))
+  variables = layer("xla").init(jax.random.key(1), x)
+  calls = []
+  original = layers.shifted_gemm_conv
+  monkeypatch.setattr(layers, "shifted_gemm_conv", lambda *a: calls.append(1) or original(*a))
+  apply = lambda impl: lambda x, k: layer(impl).apply(
+      {"params": {"kernel": k, "bias": variables["params"]["bias"]}}, x)
+  kernel = variables["params"]["kernel"]
+  _close(_value_and_grads(apply("rewritten"), x, kernel), _value_and_grads(apply("xla"), x, kernel))
+  assert bool(calls) == rewritten
+
+
+@pytest.mark.parametrize("features", [32, 3])  # sub-pixel form; XLA's (too few channels)
+@pytest.mark.parametrize("impl", ["rewritten", "xla"])
+def test_conv_transpose_2x_equals_flax_conv_transpose(features, impl):
+  x = jax.random.normal(jax.random.key(0), (3, 4, 5, 6))
+  reference = nn.ConvTranspose(features, (4, 4), (2, 2), padding="SAME")
+  ours = layers.ConvTranspose2x(features, impl=impl)
+  variables = reference.init(jax.random.key(1), x)
+  assert jax.tree.map(jnp.shape, ours.init(jax.random.key(1), x)) == jax.tree.map(
+      jnp.shape, variables)
+  _close(ours.init(jax.random.key(1), x), variables)  # same initialisation
+  bias = variables["params"]["bias"] + 0.5
+  run = lambda m: lambda x, k: m.apply({"params": {"kernel": k, "bias": bias}}, x)
+  kernel = variables["params"]["kernel"]
+  _close(_value_and_grads(run(ours), x, kernel), _value_and_grads(run(reference), x, kernel))
+
+
+def test_policy_picks_per_backend_and_rejects_unknown_names():
+  assert jax.default_backend() == "cpu"
+  assert layers.conv_general_dilated("auto") is not None  # CPU: rewritten
+  assert layers.conv_general_dilated("rewritten") is not None
+  assert layers.conv_general_dilated("xla") is None
+  with pytest.raises(InputError, match="layer_impl must be one of"):
+    layers.conv_general_dilated("fast")
+
+
+MODELS = [("philnet", {}), ("resnet18", {"zero_init_last_bn": False, "stage_sizes": (1, 1)}),
+          ("resnet50", {"stem": "imagenet", "zero_init_last_bn": False, "stage_sizes": (1, 1)}),
+          ("vae", {})]
+
+
+@pytest.mark.parametrize("name,kwargs", MODELS)
+def test_models_have_the_same_parameters_and_gradients_under_every_impl(name, kwargs):
+  x = jax.random.uniform(jax.random.key(0), (4, 32, 32, 3))
+  models = {impl: create_model(name, layer_impl=impl, **kwargs) for impl in ("rewritten", "xla")}
+  variables = {impl: m.init(jax.random.key(1), x, train=False) for impl, m in models.items()}
+  assert jax.tree.map(jnp.shape, variables["rewritten"]) == jax.tree.map(jnp.shape,
+                                                                      variables["xla"])
+  _close(variables["rewritten"], variables["xla"])
+
+  def grads(model):
+    loss = lambda p: jnp.sum(model.apply({**variables["xla"], "params": p}, x,
+                                         train=False)[0] ** 2)
+    return jax.value_and_grad(loss)(variables["xla"]["params"])
+
+  _close_in_norm(grads(models["rewritten"]), grads(models["xla"]))
+
+
+@functools.lru_cache(maxsize=None)  # the f32 rewritten run serves two tests
+def _train_losses(impl: str, dtype=jnp.float32, n_steps: int = 6) -> tuple[list, dict]:
+  model = create_model("philnet", bn_axis_name=steps.AXIS_NAME, dropout_rate=0.0,
+                       layer_impl=impl, dtype=dtype)
+  task = tasks.ClassificationTask()
+  variables = task.init_variables(model, jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
+  state = train_state.create_train_state(variables, model.apply, optax.sgd(0.05))
+  p_train = jax.pmap(functools.partial(steps.train_step, task=task, model=model),
+                     axis_name=steps.AXIS_NAME)
+  rstate, rkey = jax_utils.replicate(state), jax_utils.replicate(jax.random.key(1))
+  rng = np.random.default_rng(0)
+  batch = {"image": rng.uniform(size=(1, 16, 32, 32, 3)).astype(np.float32),
+           "label": rng.integers(0, 10, (1, 16)).astype(np.int32)}
+  losses = []
+  for _ in range(n_steps):
+    rstate, metrics = p_train(rstate, batch, rkey)
+    losses.append(float(metrics.unreplicate().compute()["loss"]))
+  return losses, jax_utils.unreplicate(rstate).params
+
+
+def test_training_curves_are_equal_under_every_impl():
+  rewritten, rewritten_params = _train_losses("rewritten")
+  reference, reference_params = _train_losses("xla")
+  assert reference[-1] < 0.7 * reference[0], reference  # the steps do train
+  np.testing.assert_allclose(rewritten, reference, rtol=1e-4)
+  flat = lambda tree: np.concatenate([np.ravel(p) for p in jax.tree.leaves(tree)])
+  drift = np.linalg.norm(flat(rewritten_params) - flat(reference_params))
+  assert drift <= 1e-3 * np.linalg.norm(flat(reference_params)), drift  # measured 1.1e-4
+
+
+def test_bfloat16_computes_in_bf16_keeps_float32_parameters_and_tracks_float32():
+  model = create_model("philnet", dtype=jnp.bfloat16)
+  x = jax.random.uniform(jax.random.key(0), (4, 32, 32, 3))
+  variables = model.init(jax.random.key(1), x, train=False)
+  assert {p.dtype for p in jax.tree.leaves(variables)} == {jnp.dtype(jnp.float32)}
+  logits, features = model.apply(variables, x, train=False)
+  assert logits.dtype == jnp.float32 and features["block1"].dtype == jnp.bfloat16
+  bf16, _ = _train_losses("rewritten", jnp.bfloat16)
+  f32, _ = _train_losses("rewritten")
+  assert bf16[-1] < 0.7 * bf16[0], bf16
+  np.testing.assert_allclose(bf16, f32, rtol=0.05)  # bf16 has 8 mantissa bits
+
+
+def test_bfloat16_vae_returns_float32_statistics_and_reconstructions():
+  model = create_model("vae", dtype=jnp.bfloat16)
+  x = jax.random.uniform(jax.random.key(0), (2, 32, 32, 3))
+  variables = model.init(jax.random.key(1), x)
+  reconstruction, features = model.apply(variables, x)
+  assert reconstruction.dtype == features["latent_mean"].dtype == jnp.float32
+  reference, _ = create_model("vae").apply(variables, x)
+  assert float(jnp.abs(reconstruction - reference).max()) < 0.05
+
+
+def test_max_pool_gradient_equals_xla_exactly_with_ties():
+  x = jax.nn.relu(jax.random.normal(jax.random.key(0), (3, 8, 6, 4)))  # ties at 0
+  x = x.at[0, 0:2, 0:2, 0].set(0.7).at[1, 2:4, 4:6, 1].set(jnp.array([[0.2, 0.9], [0.9, 0.9]]))
+  reference = lambda x: nn.max_pool(x, (2, 2), strides=(2, 2))
+  g = jax.random.normal(jax.random.key(1), (3, 4, 3, 4))
+  grad = lambda f: jax.grad(lambda x: jnp.sum(f(x) * g))(x)
+  ours = lambda x: layers.max_pool_2x2(x, "rewritten")
+  np.testing.assert_array_equal(ours(x), reference(x))
+  np.testing.assert_array_equal(grad(ours), grad(reference))
+  odd = jnp.ones((1, 5, 4, 2))  # odd height: XLA's own pooling
+  np.testing.assert_array_equal(layers.max_pool_2x2(odd, "rewritten"), reference(odd))
+
+
+def test_strided_convolution_on_a_small_map_is_rewritten_in_inference_too(monkeypatch):
+  x = jax.random.normal(jax.random.key(0), (3, 4, 4, 9))  # 3x3 stride 2 -> 2x2 output
+  layer = lambda impl: nn.Conv(5, (3, 3), (2, 2), padding="SAME", use_bias=False,
+                               conv_general_dilated=layers.conv_general_dilated(impl))
+  variables = layer("xla").init(jax.random.key(1), x)
+  calls = []
+  original = layers.shifted_gemm_conv
+  monkeypatch.setattr(layers, "shifted_gemm_conv", lambda *a: calls.append(1) or original(*a))
+  _close(layer("rewritten").apply(variables, x), layer("xla").apply(variables, x))
+  assert calls
