@@ -20,7 +20,7 @@ from jax import lax
 
 from align_jax.errors import InputError
 from align_jax.models import create_model, layers
-from align_jax.training import steps, tasks, train_state
+from align_jax.training import resume, steps, tasks, train_state
 
 TOL = 2e-5
 NHWC = ("NHWC", "HWIO", "NHWC")
@@ -221,3 +221,12 @@ def test_strided_convolution_on_a_small_map_is_rewritten_in_inference_too(monkey
   monkeypatch.setattr(layers, "shifted_gemm_conv", lambda *a: calls.append(1) or original(*a))
   _close(layer("rewritten").apply(variables, x), layer("xla").apply(variables, x))
   assert calls
+
+
+def test_resume_allows_a_new_layer_impl_and_refuses_a_new_dtype():
+  older = {"model": "philnet", "learning_rate": 1e-3}  # a config.json from before both fields
+  current = dict(older, dtype="float32", layer_impl="auto")
+  assert resume.differences(older, current) == {}
+  assert resume.differences(current, dict(current, layer_impl="xla")) == {}
+  assert resume.differences(current, dict(current, dtype="bfloat16")) == {
+      "dtype": ("float32", "bfloat16")}

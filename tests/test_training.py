@@ -162,6 +162,8 @@ def test_non_finite_loss_stops_without_a_checkpoint(tiny_philnet_config, tmp_pat
     ("learning_rate", -1.0, "learning_rate=-1.0 must be > 0"),
     ("warmup_epochs", 5.0, "warmup_epochs=5.0 must be in"),
     ("model", "vgg", "model='vgg' is not one of"),
+    ("dtype", "float16", "dtype='float16' is not one of"),
+    ("layer_impl", "fast", "layer_impl='fast' is not one of"),
     ("data_dir", "/nonexistent/dir", "data_dir='/nonexistent/dir' is not a directory"),
 ])
 def test_bad_config_values_are_explained(tiny_philnet_config, tmp_path, field, value, message):

@@ -35,8 +35,9 @@ def training_config() -> ml_collections.ConfigDict:
   # compute precision: 'float32', or 'bfloat16' (bf16 activations and products; parameters,
   # optimizer state, losses and logits stay float32; no loss scaling needed)
   config.dtype = "float32"
-  # convolutions rewritten as matrix products where XLA:CPU is slow at their gradients: 'auto'
-  # (on CPU only), 'rewritten' (always) or 'xla' (never); same numbers (README, "Training speed")
+  # layers (convolutions, transposed convolutions, 2x2 max-pools) rewritten where XLA:CPU is
+  # slow: 'auto' (on CPU only), 'rewritten' (always) or 'xla' (never); same numbers up to
+  # float rounding (README, "Training speed")
   config.layer_impl = "auto"
   config.seed = 0  # seeds initialisation, dropout, augmentation and the validation split
   # start from a weights file: an .npz keyed by 'params/...' paths, or an orbax checkpoint/workdir
