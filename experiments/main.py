@@ -19,7 +19,7 @@ from ml_collections import config_flags
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
 CONFIG_FLAG = "--config"
-HELP_FLAGS = ("--help", "-h", "--helpshort", "-?")
+HELP_FLAGS = ("--help", "-h", "--helpshort", "-?", "--helpfull")
 OWN_PACKAGES = ("align_jax", "experiments")
 # Warnings orbax gives for every checkpoint opened read-only, as the alignment does by design.
 BENIGN_WARNINGS = ("CheckpointManagerOptions.read_only=True", "Given directory is read only")
@@ -60,7 +60,7 @@ def prepare_argv(argv: list[str], default_config: str) -> list[str]:
              f"directory, {os.getcwd()}; the configs live in {CONFIG_DIR}).")
   overrides = [a[len(CONFIG_FLAG) + 1:].split("=", 1)[0] for a in rest
                if a.startswith(CONFIG_FLAG + ".")]
-  if overrides and not any(a in ("--help", "--helpfull", "--helpshort") for a in rest):
+  if overrides and not any(a in HELP_FLAGS for a in rest):
     fields = field_names(_load_config(spec))
     for name in overrides:
       if name not in fields:
@@ -151,6 +151,8 @@ def run(config_module, entry: str, describe, check: str) -> None:
     spec = next((a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith(CONFIG_FLAG + "=")),
                 default)
     print(_help(sys.modules["__main__"], config_module, spec))
+    if "--helpfull" in sys.argv[1:]:  # absl's own --helpfull exits 1; users expect 0
+      print("\nEvery flag, absl's included:\n" + flags.FLAGS.get_help())
     sys.exit(0)
   fields = ", ".join(sorted(config_module.get_config().keys()))
   config_flags.DEFINE_config_file(

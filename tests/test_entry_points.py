@@ -55,6 +55,12 @@ def test_help_exits_0_and_explains_every_top_level_field(entry):
   assert not [line for line in usage if "   " in line], usage  # no line break lost to spaces
 
 
+@pytest.mark.parametrize("flag", ["-h", "--helpshort", "--helpfull"])
+def test_every_help_flag_exits_0(flag):
+  proc = _run("train_philnet", [flag])
+  assert proc.returncode == 0 and "(default): meaning:" in proc.stdout, proc.stderr
+
+
 def test_argv_is_reordered_and_checked_before_parsing(tmp_path):
   default = os.path.join(main.CONFIG_DIR, "philnet.py")
   argv = ["prog", "--config.seed=3", f"--config={default}:smoke", "--workdir=W"]
