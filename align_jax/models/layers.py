@@ -50,6 +50,11 @@ def _plain(x, kernel, padding):
   return lax.conv_general_dilated(x, kernel, (1, 1), padding, dimension_numbers=_NHWC)
 
 
+def _output_pixels(x, kernel_shape, padding) -> tuple[int, int]:
+  """Output height and width of a stride-1 convolution of `x` with explicit `padding`."""
+  return tuple(x.shape[1 + i] + sum(padding[i]) - kernel_shape[i] + 1 for i in range(2))
+
+
 def _chunk_size(batch: int, most: int = CONV_CHUNK_IMAGES) -> int:
   """The largest divisor of `batch` that is at most `most` (and at least 1)."""
   return max(d for d in range(1, max(min(batch, most), 1) + 1) if batch % d == 0)
@@ -59,8 +64,8 @@ def _im2col_conv(x, kernel, padding):
   """A stride-1 convolution as one matrix product per chunk of images: patches
   [pixels, kh*kw*c_in] times the kernel [kh*kw*c_in, c_out]."""
   kh, kw, c_in, c_out = kernel.shape
-  b, h, w, _ = x.shape
-  out_h, out_w = h + sum(padding[0]) - kh + 1, w + sum(padding[1]) - kw + 1
+  b = x.shape[0]
+  out_h, out_w = _output_pixels(x, kernel.shape, padding)
   chunk = _chunk_size(b, IM2COL_CHUNK_ROWS // (out_h * out_w))
   flat_kernel = kernel.reshape(kh * kw * c_in, c_out)
 
@@ -80,7 +85,7 @@ def _stride1_conv(x, kernel, padding, training: bool):
   narrow layers: those go through patch matrices. (In inference XLA fuses the narrow layers'
   convolutions with what follows, which patch matrices would undo: measured slower.)"""
   kh, kw, c_in, c_out = kernel.shape
-  pixels = (x.shape[1] + sum(padding[0]) - kh + 1) * (x.shape[2] + sum(padding[1]) - kw + 1)
+  pixels = math.prod(_output_pixels(x, kernel.shape, padding))
   if (kh * kw == 1 or pixels <= IM2COL_MAX_PIXELS
       or (training and min(c_in, c_out) <= IM2COL_MAX_CHANNELS)):
     return _im2col_conv(x, kernel, padding)
@@ -92,8 +97,6 @@ def kernel_gradient(x, g, kernel_shape, padding):
   kh, kw = kernel_shape[:2]
   height, width = g.shape[1:3]
   chunk = _chunk_size(x.shape[0])
-  xs = x.reshape(-1, chunk, *x.shape[1:])
-  gs = g.reshape(-1, chunk, *g.shape[1:])
   accumulate = jnp.promote_types(x.dtype, jnp.float32)
 
   def add_chunk(total, xg):
@@ -107,7 +110,8 @@ def kernel_gradient(x, g, kernel_shape, padding):
   zero = jnp.zeros(kernel_shape, accumulate)
   if chunk == x.shape[0]:  # one chunk: no loop to compile
     return add_chunk(zero, (x, g))[0]
-  return lax.scan(add_chunk, zero, (xs, gs))[0]
+  return lax.scan(add_chunk, zero, (x.reshape(-1, chunk, *x.shape[1:]),
+                                    g.reshape(-1, chunk, *g.shape[1:])))[0]
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
