@@ -60,17 +60,30 @@ def training(config) -> None:
   _raise("config", [message for ok, message in checks if not ok] + _data_dir(config))
 
 
+def comparison_pairs(text: str) -> list[tuple[str, str, str, str]]:
+  """'a/layer:b/layer,...' -> [(a, layer, b, layer), ...] (InputError when malformed)."""
+  pairs = []
+  for entry in split_list(text):
+    sides = [side.strip().rpartition("/") for side in entry.split(":")]
+    if len(sides) != 2 or not all(s[0] and s[1] and s[2] for s in sides):
+      raise InputError(f"comparisons entry {entry!r} must look like MODEL/LAYER:MODEL/LAYER.")
+    pairs.append((sides[0][0], sides[0][2], sides[1][0], sides[1][2]))
+  return pairs
+
+
 def alignment(config) -> None:
   """experiments/configs/align.py."""
   problems = []
   if config.checkpoint not in ("best", "latest"):
-    problems.append(f"checkpoint={config.checkpoint!r} must be 'best' or 'latest'")
+    problems.append(f"checkpoint={config.checkpoint!r} must be 'best' or 'latest' (one model's "
+                    "own checkpoint: label=WORKDIR@STEP in models)")
   if config.metric not in names.METRICS:
     problems.append(f"metric={config.metric!r} must be one of {names.METRICS}")
   methods = split_list(config.methods)
   if not methods or any(m not in names.METHODS for m in methods):
     problems.append(f"methods={config.methods!r} must list some of {names.METHODS}")
-  for field in ("num_images", "n_bootstrap", "n_permutations", "n_kappa_resamples"):
+  for field in ("num_images", "n_bootstrap", "n_permutations", "n_kappa_resamples",
+                "n_fold_bootstrap"):
     if config[field] < 0:
       problems.append(f"{field}={config[field]} must be >= 0")
   if config.num_images and config.num_images < 20:
@@ -80,6 +93,10 @@ def alignment(config) -> None:
       problems.append(f"{field} is empty: name at least one layer (README, 'Alignment')")
   if config.ci_source not in names.CI_SOURCES:
     problems.append(f"ci_source={config.ci_source!r} must be one of {names.CI_SOURCES}")
+  try:
+    comparison_pairs(config.comparisons)
+  except InputError as e:
+    problems.append(str(e).rstrip("."))
   if config.n_ceiling_splits < 1 or config.figure_images < 10 or config.batch_size < 1:
     problems.append("n_ceiling_splits and batch_size must be >= 1, figure_images >= 10")
   _raise("alignment config", problems + _data_dir(config))
@@ -99,6 +116,11 @@ def finetune(config) -> None:
     problems.append(f"targets={config.targets!r} must list some of {names.FINETUNE_TARGETS}")
   if not split_list(config.layers):
     problems.append("layers is empty: name the features to keep (e.g. 'penultimate,logits')")
+  if config.mode not in names.FINETUNE_MODES:
+    problems.append(f"mode={config.mode!r} must be one of {names.FINETUNE_MODES}")
+  if config.head_steps < 1 or config.head_learning_rate <= 0:
+    problems.append(f"head_steps={config.head_steps} must be >= 1 and head_learning_rate="
+                    f"{config.head_learning_rate} > 0")
   _raise("fine-tuning config", problems + _data_dir(config))
 
 
@@ -116,5 +138,16 @@ def study(config) -> list[str]:
                     f"the trained architectures {archs} (or '' to skip fine-tuning)")
   if config.finetune_architecture == "vae":
     problems.append("finetune_architecture='vae': CIFAR-10H fine-tuning needs a classifier")
+  modes = split_list(config.finetune_modes)
+  if config.finetune_architecture and (not modes or len(set(modes)) < len(modes) or any(
+      m not in names.FINETUNE_MODES for m in modes)):
+    problems.append(f"finetune_modes={config.finetune_modes!r} must list distinct modes of "
+                    f"{names.FINETUNE_MODES}")
+  if config.accuracy_matched:
+    pair = config.accuracy_matched.split("=")
+    if (len(pair) != 2 or pair[0] == pair[1] or any(a not in archs for a in pair)
+        or "vae" in pair):
+      problems.append(f"accuracy_matched={config.accuracy_matched!r} must be ARCH=REFERENCE: "
+                      f"two different classifiers of {archs} (or '' to skip)")
   _raise("study config", problems + _data_dir(config))
   return archs

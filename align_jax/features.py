@@ -46,17 +46,39 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(json.load(f))
 
 
-def checkpoint_step(workdir: str, which: str = "best") -> int:
-  """The step of the `which` epoch-end checkpoint: 'best' by the task's validation metric, or
-  'latest' (the newest epoch end; mid-epoch checkpoints are for resuming training only)."""
-  if which not in ("best", "latest"):
-    raise InputError(f"checkpoint={which!r} must be 'best' or 'latest'.")
+def _checkpointer(workdir: str) -> checkpoint.Checkpointer:
+  """A read-only view of `workdir`'s epoch-end checkpoints (InputError when there are none)."""
   config = read_config(workdir)
   task = tasks.TASKS[config.task](**config.task_kwargs)
   if not os.path.isdir(os.path.join(workdir, checkpoint.EPOCH_DIR)):
     raise InputError(f"{workdir} holds no checkpoint yet; train the model first.")
-  ckpt = checkpoint.Checkpointer(workdir, config.keep_checkpoints, task.selection_metric,
+  return checkpoint.Checkpointer(workdir, config.keep_checkpoints, task.selection_metric,
                                  task.selection_mode, read_only=True)
+
+
+def epoch_metrics(workdir: str) -> dict[int, dict[str, float]]:
+  """Validation metrics of every kept epoch-end checkpoint of `workdir`, by step."""
+  ckpt = _checkpointer(workdir)
+  found = ckpt.metrics_by_step()
+  ckpt.close()
+  return found
+
+
+def checkpoint_step(workdir: str, which: str = "best") -> int:
+  """The step of the `which` epoch-end checkpoint: 'best' by the task's validation metric,
+  'latest' (the newest epoch end; mid-epoch checkpoints are for resuming training only), or a
+  kept epoch-end step given as its number."""
+  which = str(which)
+  if which not in ("best", "latest") and not which.isdigit():
+    raise InputError(f"checkpoint={which!r} must be 'best', 'latest' or an epoch-end step.")
+  ckpt = _checkpointer(workdir)
+  if which.isdigit():
+    kept = sorted(ckpt.epochs.all_steps())
+    ckpt.close()
+    if int(which) not in kept:
+      raise InputError(f"{workdir} has no epoch-end checkpoint at step {which}; kept steps: "
+                       f"{kept}.")
+    return int(which)
   step = ckpt.best_step() if which == "best" else ckpt.latest_step()
   ckpt.close()
   if step is None:
@@ -83,7 +105,8 @@ def _restore_exactly(workdir: str, which: str, step: int) -> dict:
 
 
 def load_trained(workdir: str, which: str = "best") -> TrainedModel:
-  """Restores the `which` ('best' by the task's validation metric, or 'latest') checkpoint."""
+  """Restores the `which` checkpoint ('best' by the task's validation metric, 'latest', or an
+  epoch-end step number)."""
   step = checkpoint_step(workdir, which)
   config = read_config(workdir)
   task = tasks.TASKS[config.task](**config.task_kwargs)

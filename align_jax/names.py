@@ -10,6 +10,7 @@ METRICS = ("euclidean", "sqeuclidean", "rsa_euclidean", "correlation", "cosine")
 METHODS = ("spearman", "rho-a", "pearson", "cosine", "kendall-tau-a", "kendall-tau-b")
 CI_SOURCES = ("images", "images+annotators")  # what bootstrap CIs resample
 FINETUNE_TARGETS = ("cifar10h", "cifar10")  # soft human labels; the hard-label control
+FINETUNE_MODES = ("full", "head")  # the whole network, or its classifier head alone
 STUDY_ARCHITECTURES = ("philnet", "resnet50", "vae")
 COMPUTE_DTYPES = ("float32", "bfloat16")  # training compute precision (config.dtype)
 LAYER_IMPLS = ("auto", "rewritten", "xla")  # convolution rewrites (models/layers.py)

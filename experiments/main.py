@@ -73,10 +73,11 @@ def prepare_argv(argv: list[str], default_config: str) -> list[str]:
 
 def field_meanings(paths: list[str]) -> dict[str, str]:
   """Top-level field -> meaning, from the config files' comments: the comment at the end of
-  `config.FIELD = ...`, else the comment lines just above it (earlier files lose to later)."""
+  `config.FIELD = ...`, else the comment lines just above it (within a file the first
+  assignment's, where the default is set; earlier files lose to later)."""
   meanings = {}
   for path in paths:
-    above = []
+    above, found = [], {}
     for line in open(path).read().splitlines():
       stripped = line.strip()
       match = ASSIGNMENT.match(line)
@@ -84,12 +85,13 @@ def field_meanings(paths: list[str]) -> dict[str, str]:
         above.append(stripped.lstrip("# "))
       elif match:
         meaning = match.group(2) or " ".join(above)
-        if meaning:
-          meanings[match.group(1)] = meaning.strip()
+        if meaning and match.group(1) not in found:
+          found[match.group(1)] = meaning.strip()
       else:
         above = []
       if match:
         above = []
+    meanings.update(found)
   return meanings
 
 

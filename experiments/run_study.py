@@ -1,6 +1,6 @@
 """The main job: train every architecture, fine-tune on CIFAR-10H, align, report.
 
-  python -m experiments.run_study --workdir=OUT [--config=experiments/configs/study.py[:quick]]
+  python -m experiments.run_study --workdir=OUT [--config=experiments/configs/study.py[:quick or :cpu]]
 """
 
 from experiments import main

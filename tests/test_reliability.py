@@ -9,6 +9,7 @@ import scipy.spatial.distance as ssd
 import scipy.stats
 
 import align_jax.rsa as rsa
+from align_jax.analysis import alignment
 from align_jax.errors import InputError
 from align_jax.rsa import annotators, simulation
 from tests.conftest import SHARED_DATA
@@ -150,11 +151,11 @@ def test_annotator_redraws_lower_the_resampled_scores_and_the_interval_is_recent
                              np.quantile(both.samples, [0.025, 0.975]) + bias, rtol=1e-12)
 
 
-def _coverage(n: int, datasets: int, resamples: int) -> dict[str, float]:
-  """{CI source: share of simulated datasets whose 95% CI holds the population value of the
-  score}: images drawn from a population of CIFAR-10H-like truths (smoothed with 0.25), ~50
-  simulated annotators each, and a model that follows the truths through noise. Both sources
-  see the same datasets and image resamples."""
+def _population_sampler():
+  """(sample(size, rng) -> (model RDM, annotator counts), the population value of the score,
+  the generator that drew it, to go on drawing datasets):
+  images drawn from a population of CIFAR-10H-like truths (smoothed with 0.25), ~50 simulated
+  annotators each, and a model that follows the truths through noise."""
   real = _real_counts()
   truths = (real + 0.25) / (real.sum(1, keepdims=True) + 2.5)
   totals = real.sum(1)
@@ -168,6 +169,13 @@ def _coverage(n: int, datasets: int, resamples: int) -> dict[str, float]:
   rng = np.random.default_rng(11)
   population = np.mean([rsa.compare(m, rsa.rdm(annotators.distributions(c), "correlation"))
                         for m, c in (sample(3000, rng) for _ in range(2))])
+  return sample, population, rng
+
+
+def _coverage(n: int, datasets: int, resamples: int) -> dict[str, float]:
+  """{CI source: share of simulated datasets whose 95% CI holds the population value of the
+  score} (see _population_sampler). Both sources see the same datasets and image resamples."""
+  sample, population, rng = _population_sampler()
   covered = dict.fromkeys(rsa.CI_SOURCES, 0)
   for d in range(datasets):
     model_rdm, counts = sample(n, rng)
@@ -177,6 +185,33 @@ def _coverage(n: int, datasets: int, resamples: int) -> dict[str, float]:
       result = rsa.bootstrap(model_rdm, human_rdm, n_resamples=resamples, seed=d, human=human)
       covered[source] += result.ci_low <= population <= result.ci_high
   return {source: c / datasets for source, c in covered.items()}
+
+
+def test_fold_mean_intervals_cover_the_population_value():
+  """The within-fold RSA of fine-tuned networks: a score averaged over k folds of held-out
+  images, with the CI of alignment.fold_mean_statistics (each fold bootstrapped on its own
+  images, fold means combined per resample). Known truth: the population value of the score;
+  40 datasets of 3 folds x 60 images, both CI sources."""
+  sample, population, rng = _population_sampler()
+  covered, widths = dict.fromkeys(rsa.CI_SOURCES, 0), {}
+  for d in range(40):
+    folds = [sample(60, rng) for _ in range(3)]
+    humans = [rsa.rdm(annotators.distributions(c), "correlation") for _, c in folds]
+    for source in rsa.CI_SOURCES:
+      results = [rsa.bootstrap(m, h, n_resamples=80, seed=10 * d + k, human=(
+          rsa.HumanAnnotators(c, "correlation") if source != "images" else None))
+          for k, ((m, c), h) in enumerate(zip(folds, humans))]
+      entry = alignment.fold_mean_statistics([r.estimate for r in results],
+                                             [r.samples for r in results], 0.8,
+                                             rsa.default_interval(source))
+      covered[source] += entry["ci_low"] <= population <= entry["ci_high"]
+      widths.setdefault(source, []).append(
+          (entry["ci_high"] - entry["ci_low"], np.mean([r.ci_high - r.ci_low for r in results])))
+  for source, c in covered.items():
+    assert 0.85 <= c / 40 <= 1.0, (source, c / 40)
+    # the mean of 3 independent folds: its CI is about 1/sqrt(3) as wide as one fold's
+    ratio = np.mean([w for w, _ in widths[source]]) / np.mean([w for _, w in widths[source]])
+    assert 0.45 <= ratio <= 0.7, (source, ratio)
 
 
 def test_bootstrap_intervals_cover_the_population_value():

@@ -26,7 +26,8 @@ NUM_IMAGES = 120
 
 
 def tiny_study_config(data_dir: str):
-  """PhilNet and the VAE on the fake archive, fine-tuning in 2 folds of 120 images."""
+  """PhilNet and the VAE on the fake archive, fine-tuning (both modes) in 2 folds of 120
+  images."""
   config = study_configs.get_config("quick")
   config.data_dir = data_dir
   config.architectures = "philnet,vae"
@@ -34,11 +35,12 @@ def tiny_study_config(data_dir: str):
   config.philnet.update(TINY_TRAINING)
   config.vae.update(TINY_TRAINING)
   config.vae.model_kwargs.latent_dim = 8
+  config.finetune_modes = "full,head"
   config.finetune.update(dict(test_subset=NUM_IMAGES, num_folds=2, num_epochs=1, batch_size=40,
-                              eval_batch_size=40, log_every_steps=2))
+                              eval_batch_size=40, log_every_steps=2, head_steps=20))
   config.align.update(dict(num_images=NUM_IMAGES, n_bootstrap=4, n_permutations=4,
                            n_ceiling_splits=2, n_kappa_resamples=10, figure_images=40,
-                           batch_size=50))
+                           batch_size=50, n_fold_bootstrap=5))
   return config
 
 
@@ -56,8 +58,9 @@ def finished_study(tmp_path_factory, fake_archive):
 
 def test_study_writes_every_output(finished_study):
   _, workdir, results = finished_study
-  labels = {"philnet-seed0", "vae-seed0", "philnet_cifar10h",
-            "philnet_cifar10h_control"}
+  labels = {"philnet-seed0", "vae-seed0", "philnet_cifar10h", "philnet_cifar10h_control",
+            "philnet_cifar10h_temperature", "philnet_cifar10h_head",
+            "philnet_cifar10h_head_control"}
   assert set(results["models"]) == labels
   for name in ("results.json", "report.md", "stages.json"):
     assert os.path.getsize(os.path.join(workdir, name)) > 0, name
@@ -104,7 +107,7 @@ def test_results_match_scipy_on_the_saved_rdms(finished_study):
     ceiling = results["noise_ceiling"][row["method"]]["ceiling"]
     assert row["fraction_of_ceiling"] == pytest.approx(row["estimate"] / ceiling)
     checked += 1
-  assert checked == 2 * 6  # 2 methods x (PhilNet's 3 layers + VAE + 2 fine-tuned probs)
+  assert checked == 2 * 9  # 2 methods x (PhilNet's 3 layers + VAE + 5 fine-tuned probs)
   sidecar = json.load(open(os.path.join(workdir, "rdms", "philnet-seed0__probs.json")))
   assert sidecar["metric"] == "correlation" and sidecar["n_images"] == n
   human_classes = np.load(os.path.join(workdir, "rdms", "human__classes.npy"))
@@ -123,7 +126,7 @@ def test_human_rdm_file_is_scipy_pdist_of_cifar10h(finished_study):
 
 def test_out_of_fold_predictions_come_from_the_fold_that_held_each_image_out(finished_study):
   _, workdir, _ = finished_study
-  ft = os.path.join(workdir, "finetune")
+  ft = os.path.join(workdir, "finetune", "full")
   marker = finetune.read_marker(ft)
   with np.load(os.path.join(ft, "cifar10h", finetune.OUT_OF_FOLD_FILE)) as arrays:
     folds, probs = arrays["folds"], arrays["probs"]
@@ -309,3 +312,135 @@ def test_a_rerun_reuses_features_rdms_and_statistics(finished_study, tmp_path, m
   small.n_bootstrap = 4
   align.run_alignment(small, out)
   assert calls == [(["philnet/probs", "vae/latent_mean"], 4)]  # one joint pass
+
+
+def _base_outputs(config, workdir):
+  """The starting PhilNet's (best checkpoint) penultimate features and logits of the fine-tuning
+  images, and their human distributions."""
+  data = splits.cifar10.load_cifar10(config.data_dir)
+  trained = representations.features.load_trained(
+      os.path.join(workdir, "train", "philnet-seed0"), "best")
+  base = representations.features.extract_features(
+      trained, data.test_images[:NUM_IMAGES], ["penultimate", "logits"])
+  human = np.load(os.path.join(config.data_dir, "cifar10h", "cifar10h-probs.npy"))[:NUM_IMAGES]
+  return trained, base, human
+
+
+def test_head_mode_refits_only_the_head_on_the_training_folds(finished_study):
+  """Out-of-fold probs of mode='head' are the frozen network's penultimate features through a
+  head refitted (from the trained head) on the other folds' targets alone."""
+  config, workdir, _ = finished_study
+  ft = os.path.join(workdir, "finetune", "head")
+  marker = finetune.read_marker(ft)
+  assert marker["mode"] == "head" and "temperature" not in marker["targets"]  # first mode's
+  trained, base, human = _base_outputs(config, workdir)
+  params = trained.variables["params"][marker["targets"]["cifar10h"]["head"]]
+  with np.load(os.path.join(ft, "cifar10h", finetune.OUT_OF_FOLD_FILE)) as arrays:
+    folds, probs, kernels = arrays["folds"], arrays["probs"], arrays["head_kernels"]
+    # of layers 'penultimate,logits' only the refitted logits change, so only they are kept
+    assert [k for k in arrays.files if k.startswith("features/")] == ["features/logits"]
+    logits = arrays["features/logits"]
+  for fold in range(2):
+    train, held = folds != fold, folds == fold
+    corrupted = human.copy()
+    corrupted[held] = np.roll(corrupted[held], 3, axis=1)  # held-out targets must not matter
+    kernel, bias = finetune.heads.fit_head(
+        base["penultimate"][train], corrupted[train], params["kernel"], params["bias"],
+        steps=config.finetune.head_steps, learning_rate=config.finetune.head_learning_rate,
+        weight_decay=config.finetune.weight_decay)
+    np.testing.assert_allclose(kernels[fold], kernel, atol=1e-5)
+    np.testing.assert_allclose(probs[held], representations.features.softmax(
+        base["penultimate"][held] @ kernel + bias), atol=1e-5)
+    np.testing.assert_allclose(logits[np.sort(folds) == fold],
+                               base["penultimate"][held] @ kernel + bias, atol=1e-4)
+
+
+def test_temperature_baseline_is_fitted_per_fold_out_of_fold(finished_study):
+  config, workdir, _ = finished_study
+  ft = os.path.join(workdir, "finetune", "full")
+  _, base, human = _base_outputs(config, workdir)
+  with np.load(os.path.join(ft, "temperature", finetune.OUT_OF_FOLD_FILE)) as arrays:
+    folds, probs, temperatures = arrays["folds"], arrays["probs"], arrays["temperatures"]
+  for fold in range(2):
+    train, held = folds != fold, folds == fold
+    t = finetune.heads.fit_temperature(base["logits"][train], human[train])
+    assert temperatures[fold] == pytest.approx(t, rel=1e-4)
+    np.testing.assert_allclose(probs[held], representations.features.softmax(
+        base["logits"][held] / t), atol=1e-5)
+
+
+def test_fold_rows_have_a_ci_of_the_fold_mean_and_the_ceiling_of_the_same_images(finished_study):
+  config, workdir, results = finished_study
+  rows = {(r["model"], r["layer"], r["pooled"]): r for r in results["rsa_folds"]}
+  # the fine-tuned networks' own features (head mode: the refitted logits only), and the
+  # models sharing those layers on the same folds
+  assert set(rows) == {(m, l, False) for m in ("philnet_cifar10h", "philnet_cifar10h_control")
+                       for l in ("penultimate", "logits")} | {
+      ("philnet_cifar10h_head", "logits", False), ("philnet_cifar10h_head_control", "logits",
+                                                   False),
+      ("philnet-seed0", "penultimate", True), ("philnet-seed0", "logits", True)}
+  folds = splits.fold_assignment(NUM_IMAGES, 2, config.finetune.seed)
+  counts = np.load(os.path.join(config.data_dir, "cifar10h", "cifar10h-counts.npy"))[:NUM_IMAGES]
+  base_row = rows["philnet-seed0", "penultimate", True]
+  # reference: the run's saved all-image RDMs, cut to each fold by scipy's squareform
+  saved = {name: distance.squareform(np.load(os.path.join(workdir, "rdms", f"{name}.npy")))
+           for name in ("philnet-seed0__penultimate", "human__images")}
+  within = lambda name, k: distance.squareform(saved[name][np.ix_(folds == k, folds == k)],
+                                               checks=False)
+  per_fold = [scipy.stats.spearmanr(within("philnet-seed0__penultimate", k),
+                                    within("human__images", k)).statistic for k in range(2)]
+  np.testing.assert_allclose(base_row["spearman"]["per_fold"], per_fold, atol=1e-6)
+  ceilings = [
+      align.rsa.noise_ceilings(counts[folds == k], "correlation", ["spearman"], n_splits=2,
+                               seed=0)["spearman"].ceiling for k in range(2)]
+  for row in rows.values():
+    for method in results["methods"]:
+      entry = row[method]
+      assert entry["ci_low"] < entry["ci_high"]
+      assert entry["ceiling"] == pytest.approx(np.mean(ceilings) if method == "spearman"
+                                               else entry["ceiling"])
+      assert entry["fraction_of_ceiling"] == pytest.approx(entry["mean"] / entry["ceiling"])
+  report = open(os.path.join(workdir, "report.md")).read()
+  assert "Within-fold RSA" in report and "÷ ceiling (spearman)" in report
+
+
+def test_accuracy_matched_checkpoint_is_the_closest_kept_epoch(monkeypatch):
+  metrics = {"W": {100: {"accuracy": 0.40}, 200: {"accuracy": 0.55}, 300: {"accuracy": 0.70}},
+             "R": {50: {"accuracy": 0.3}, 90: {"accuracy": 0.52}}}
+  monkeypatch.setattr(study.features, "epoch_metrics", lambda w: metrics[w])
+  monkeypatch.setattr(study.features, "checkpoint_step", lambda w, which: 90)
+  assert study.matched_checkpoint("W", "R", "best") == {
+      "step": 200, "accuracy": 0.55, "reference_accuracy": 0.52}
+
+
+def test_a_model_entry_can_name_its_own_checkpoint(finished_study, tmp_path):
+  _, workdir, _ = finished_study
+  train = os.path.join(workdir, "train", "philnet-seed0")
+  assert representations.parse_models(f"a={train}@4") == {"a": f"{train}@4"}
+  assert representations.split_checkpoint(f"{train}@4", "best") == (train, "4")
+  assert representations.split_checkpoint(train, "best") == (train, "best")
+  assert representations.features.checkpoint_step(train, "4") == 4
+  with pytest.raises(InputError, match=r"no epoch-end checkpoint at step 3; kept steps: \[4\]"):
+    representations.features.checkpoint_step(train, "3")
+  with pytest.raises(InputError, match="has no config.json"):
+    representations.parse_models(f"a={tmp_path}@best")
+
+
+def test_comparisons_name_the_tested_pairs_and_unknown_targets_fail_early(finished_study,
+                                                                         tmp_path):
+  config, workdir, _ = finished_study
+  from align_jax import config_checks
+  assert config_checks.comparison_pairs("a/probs:b-seed0/x, c/y:d/z") == [
+      ("a", "probs", "b-seed0", "x"), ("c", "y", "d", "z")]
+  with pytest.raises(InputError, match="MODEL/LAYER:MODEL/LAYER"):
+    config_checks.comparison_pairs("a/probs")
+  align_config = config.align.copy_and_resolve_references()
+  train = os.path.join(workdir, "train", "philnet-seed0")
+  align_config.update(dict(data_dir=config.data_dir, models=f"a={train},b={train}@4",
+                           comparisons="a/probs:b/probs"))
+  results = align.run_alignment(align_config, str(tmp_path / "one"))
+  assert [(c["a"], c["b"]) for c in results["comparisons"]] == [("a/probs", "b/probs")]
+  assert results["comparisons"][0]["difference"] == pytest.approx(0.0, abs=1e-12)  # same step
+  align_config.comparisons = "a/probs:c/probs"
+  with pytest.raises(InputError, match="names c/probs, which this run does not score"):
+    align.run_alignment(align_config, str(tmp_path / "two"))

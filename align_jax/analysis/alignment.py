@@ -120,15 +120,19 @@ def rdm_statistics(estimates: dict[str, float], resampled: dict[str, np.ndarray]
   return out
 
 
-def fold_statistics(fold_features: list[np.ndarray], fold_human_rdms: list[np.ndarray],
-                    metric: str, methods: list[str]) -> dict[str, dict]:
-  """RSA within each fold's held-out images (features [n_fold, d] against that fold's condensed
-  human RDM), then mean and standard deviation over folds."""
-  scores = [rsa.compare_methods(rsa.rdm(f, metric), h, methods)
-            for f, h in zip(fold_features, fold_human_rdms)]
-  return {method: {"mean": float(np.mean([s[method] for s in scores])),
-                   "std": float(np.std([s[method] for s in scores])),
-                   "per_fold": [float(s[method]) for s in scores]} for method in methods}
+def fold_mean_statistics(scores: list[float], bootstraps: list[np.ndarray], ceiling: float,
+                         interval: str) -> dict:
+  """A score averaged over folds with its 95% CI: `bootstraps[k]` are fold k's resampled
+  scores (the same number per fold, drawn independently per fold, as its images are its own),
+  so their mean over folds, resample by resample, is a bootstrap sample of the fold mean."""
+  mean = float(np.mean(scores))
+  entry = {"mean": mean, "std": float(np.std(scores)), "per_fold": [float(s) for s in scores],
+           "ci_low": None, "ci_high": None, "ceiling": ceiling,
+           "fraction_of_ceiling": mean / ceiling if ceiling else None}
+  if len(bootstraps[0]):
+    low, high = rsa.interval_bounds(mean, np.mean(np.stack(bootstraps), axis=0), 0.95, interval)
+    entry.update(ci_low=float(low), ci_high=float(high))
+  return entry
 
 
 def class_statistics(model_class_rdm: np.ndarray, human_class_rdm: np.ndarray,

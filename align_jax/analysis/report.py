@@ -124,12 +124,22 @@ def render(results: dict) -> str:
   out += ["", f"![alignment]({results['figures']['alignment']})", ""]
   if results["rsa_folds"]:
     out += ["## Within-fold RSA (fine-tuning folds)", "",
-            "Each fold's held-out images only, mean ± sd over folds. `pooled=False` rows are the "
-            "k fine-tuned networks' own features; other rows score the same models on the same "
-            "folds for comparison.", ""]
-    out += _table(["model", "layer", "own fold networks"] + results["methods"],
+            "Each fold's held-out images only, averaged over folds: mean [95% CI of the mean; "
+            "images resampled within each fold] and the fraction of the noise ceiling of the "
+            "same images (the mean of the folds' ceilings). Rows marked `own fold networks` are "
+            "the k fine-tuned networks' own features (they share no feature space, so they are "
+            "scored within folds only); other rows score the same models on the same folds for "
+            "comparison.", ""]
+    first = results["rsa_folds"][0]
+    out += [f"Folds: {first['num_folds']}; ceiling: "
+            + ", ".join(f"{m} {_num(first[m]['ceiling'])}" for m in results["methods"])
+            + f"; {first['n_bootstrap']} resamples per fold ({first['ci_source']}).", ""]
+    out += _table(["model", "layer", "own fold networks"] +
+                  [f"{m} [95% CI]" for m in results["methods"]] +
+                  [f"÷ ceiling ({m})" for m in results["methods"]],
                   [[r["model"], r["layer"], "yes" if not r["pooled"] else "no"] +
-                   [f"{r[m]['mean']:.3f} ± {r[m]['std']:.3f}" for m in results["methods"]]
+                   [f"{_num(r[m]['mean'])} {_ci(r[m])}" for m in results["methods"]] +
+                   [_num(r[m]["fraction_of_ceiling"]) for m in results["methods"]]
                    for r in results["rsa_folds"]])
     out.append("")
   out += ["## Class-level RSA and CKA", ""]

@@ -44,7 +44,9 @@ def _gather(config, models: dict[str, str], images: np.ndarray, store: cache.Cac
     elif finetune.is_finetune_workdir(workdir):
       reps.extend(representations.from_finetuning(label, workdir, len(images)))
     else:
-      reps.append(representations.from_checkpoint(label, workdir, images, layers, config, store))
+      reps.append(representations.from_checkpoint(
+          label, *representations.split_checkpoint(workdir, config.checkpoint), images, layers,
+          config, store))
   return reps
 
 
@@ -54,11 +56,21 @@ def _figure_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
   return chosen[np.argsort(labels[chosen], kind="stable")]
 
 
+def _check_comparisons(config, reps: list) -> None:
+  """Fails before any resampling when `comparisons` names a target the run does not score."""
+  known = {(r.label, layer) for r in reps for layer in r.pooled}
+  for ma, la, mb, lb in config_checks.comparison_pairs(config.comparisons):
+    for model, layer in ((ma, la), (mb, lb)):
+      if (model, layer) not in known:
+        raise InputError(f"comparisons names {model}/{layer}, which this run does not score; "
+                         f"it scores {', '.join(sorted(f'{m}/{l}' for m, l in known))}.")
+
+
 def _comparisons(config, rsa_rows: list[dict], run: scoring.Run) -> list[dict]:
-  """Paired bootstrap of every pair of pooled targets of different models that share a layer,
-  and of the first layers of two models that share none: per-resample differences of the two
-  targets' scores from the joint resampling (same images, same redrawn annotators); Holm
-  correction across that family."""
+  """Paired bootstrap of the `comparisons` pairs, or by default of every pair of pooled targets
+  of different models that share a layer and of the first layers of two models that share none:
+  per-resample differences of the two targets' scores from the joint resampling (same images,
+  same redrawn annotators); Holm correction across that family."""
   method = split_list(config.methods)[0]
   rows = [r for r in rsa_rows if r["method"] == method and r["pooled"]]
   layers, first = {}, {}
@@ -71,12 +83,14 @@ def _comparisons(config, rsa_rows: list[dict], run: scoring.Run) -> list[dict]:
   pairs |= {(a["model"], a["layer"], b["model"], b["layer"])
             for a, b in itertools.combinations(first.values(), 2)
             if not layers[a["model"]] & layers[b["model"]]}
+  if config.comparisons:
+    pairs = config_checks.comparison_pairs(config.comparisons)
   if not pairs or not config.n_bootstrap:
     return []
   by_target = {(r["model"], r["layer"]): r for r in rows}
   column = run.methods.index(method)
   out = []
-  for ma, la, mb, lb in sorted(pairs):
+  for ma, la, mb, lb in (pairs if config.comparisons else sorted(pairs)):
     samples = (run.resampled[ma, la]["bootstrap"][:, column]
                - run.resampled[mb, lb]["bootstrap"][:, column])
     result = rsa.paired_result(by_target[ma, la]["estimate"] - by_target[mb, lb]["estimate"],
@@ -180,6 +194,7 @@ def _align(config, workdir: str, previous: str, models: dict[str, str], images, 
                 n_splits=config.n_ceiling_splits, seed=config.seed),
       lambda: _noise_ceilings(config, counts, methods))
   reps = _gather(config, models, images, store)
+  _check_comparisons(config, reps)
   fold_source = next((r for r in reps if r.fold_images), None)
   figure_idx = _figure_subset(labels, min(config.figure_images, n), config.seed)
   run = scoring.Run(config=config, workdir=workdir, previous=previous, store=store,
@@ -190,6 +205,7 @@ def _align(config, workdir: str, previous: str, models: dict[str, str], images, 
              human=(rsa.HumanAnnotators(counts, config.metric)
                     if config.ci_source == "images+annotators" else None),
              folds=fold_source.fold_images if fold_source else [], fold_human_rdms={},
+             fold_layers={l for r in reps for l in r.fold_features},
              figure_idx=figure_idx, human_square=scoring.square_subset(human_rdm, figure_idx, n),
              class_squares={})
   progress = Progress("scoring models", len(reps))
@@ -197,6 +213,7 @@ def _align(config, workdir: str, previous: str, models: dict[str, str], images, 
     scoring.score_representation(rep, run)
     progress.update(k + 1)
   scoring.add_statistics(run)
+  scoring.add_fold_statistics(run)
   results["comparisons"] = _comparisons(config, results["rsa"], run)
   results["statistics"] = _statistics(config, results)
   results["seeds"] = alignment.seed_summary(results["rsa"], results["behaviour"])

@@ -40,8 +40,18 @@ class Representations:
   source: str  # 'checkpoint' or 'out_of_fold:<target>'
 
 
+def split_checkpoint(path: str, default: str) -> tuple[str, str]:
+  """'W@1404' -> ('W', '1404'); 'W@best', 'W@latest' likewise; 'W' -> ('W', default)."""
+  workdir, sep, which = path.rpartition("@")
+  if sep and (which in ("best", "latest") or which.isdigit()):
+    return workdir, which
+  return path, default
+
+
 def parse_models(text: str) -> dict[str, str]:
-  """'a=W1,b=W2' -> {'a': 'W1', 'b': 'W2'}, with clear errors for malformed entries."""
+  """'a=W1,b=W2@1404' -> {'a': 'W1', 'b': 'W2@1404'}, with clear errors for malformed entries.
+  A training workdir may end in @best, @latest or @STEP (an epoch-end step) to choose its
+  checkpoint; otherwise the run's `checkpoint` applies."""
   models = {}
   for entry in split_list(text):
     label, sep, workdir = entry.partition("=")
@@ -53,9 +63,14 @@ def parse_models(text: str) -> dict[str, str]:
                        "(it names files).")
     if label in models:
       raise InputError(f"model label {label!r} appears twice in models.")
+    directory, which = split_checkpoint(workdir, "")
     if workdir.endswith(".npz"):
       if not os.path.isfile(workdir):
         raise InputError(f"{label}={workdir}: no such model file.")
+    elif which:
+      if not os.path.isfile(os.path.join(directory, "config.json")):
+        raise InputError(f"{label}={workdir}: @{which} chooses a checkpoint of a training "
+                         f"workdir, and {directory} has no config.json.")
     elif not (os.path.isfile(os.path.join(workdir, "config.json"))
               or finetune.is_finetune_workdir(workdir)):
       raise InputError(f"{label}={workdir}: not a training or fine-tuning workdir (it has "
@@ -82,13 +97,14 @@ def _extract(label: str, workdir: str, which: str, images: np.ndarray, wanted: l
   return arrays
 
 
-def from_checkpoint(label: str, workdir: str, images: np.ndarray,
+def from_checkpoint(label: str, workdir: str, which: str, images: np.ndarray,
                     layers_by_task: dict[str, list[str]], config, store) -> Representations:
-  """Features of every image from the workdir's `config.checkpoint` checkpoint, for the layers
-  its task asks for (classifiers always extract logits: their softmax feeds the behaviour).
-  Reused from `store` (a pipeline.cache.Cache) when nothing they depend on changed."""
+  """Features of every image from the workdir's `which` checkpoint (best, latest or a step),
+  for the layers its task asks for (classifiers always extract logits: their softmax feeds the
+  behaviour). Reused from `store` (a pipeline.cache.Cache) when nothing they depend on
+  changed."""
   saved = features.read_config(workdir)
-  step = features.checkpoint_step(workdir, config.checkpoint)
+  step = features.checkpoint_step(workdir, which)
   layers = layers_by_task[saved.task]
   classifier = saved.task == "classification"
   wanted = sorted({l for l in layers if l != PROBS} | ({"logits"} if classifier else set()))
@@ -97,7 +113,7 @@ def from_checkpoint(label: str, workdir: str, images: np.ndarray,
       kind="features", workdir=os.path.abspath(workdir), step=step,
       written=os.stat(step_dir).st_mtime_ns, layers=wanted, images=cache.digest(images),
       reduction=config.reduction, max_dims=config.max_dims, seed=config.seed),
-      lambda: _extract(label, workdir, config.checkpoint, images, wanted, config))
+      lambda: _extract(label, workdir, str(step), images, wanted, config))
   pooled = {k: v for k, v in arrays.items() if not k.startswith("grid/")}
   grids = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("grid/")}
   probs = features.softmax(pooled["logits"]) if classifier else None
@@ -151,7 +167,8 @@ def from_file(label: str, path: str, num_images: int) -> Representations:
 
 def from_finetuning(label: str, workdir: str, num_images: int) -> list[Representations]:
   """One Representations per fine-tuning target: '<label>' for CIFAR-10H soft labels,
-  '<label>_control' for the hard-label control."""
+  '<label>_control' for the hard-label control, '<label>_temperature' for the
+  temperature-scaled starting network."""
   marker = finetune.read_marker(workdir)
   if marker["num_images"] < num_images:
     raise InputError(f"{label}={workdir} was fine-tuned with {marker['num_images']} images; the "
@@ -170,7 +187,7 @@ def from_finetuning(label: str, workdir: str, num_images: int) -> list[Represent
       fold_images.append(order[rows][keep])
       for layer, values in layers.items():
         fold_features[layer].append(values[rows][keep])
-    name = label if target == "cifar10h" else f"{label}_control"
+    name = {"cifar10h": label, "cifar10": f"{label}_control"}.get(target, f"{label}_{target}")
     out.append(Representations(name, marker["model"], workdir, info["steps"],
                                {PROBS: probs.astype(np.float32)}, fold_features, fold_images,
                                probs, {}, f"out_of_fold:{target}"))

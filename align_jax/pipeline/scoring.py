@@ -42,21 +42,81 @@ class Run:
   ceilings: dict[str, float]  # method -> noise ceiling
   human: rsa.HumanAnnotators | None  # annotator counts when CIs redraw annotators too
   folds: list[np.ndarray]  # fine-tuning folds' held-out image indices ([] without fine-tuning)
+  fold_layers: set[str]  # layers the fine-tuned networks keep per fold (scored within folds)
   fold_human_rdms: dict[bytes, list[np.ndarray]]  # folds' key -> each fold's human RDM (cache)
   figure_idx: np.ndarray  # images shown in heatmaps, sorted by class
   human_square: np.ndarray  # the human RDM of those images
   class_squares: dict[str, np.ndarray]  # 'label / layer' -> class-level RDM, for the MDS figure
   resampled: dict[tuple[str, str], dict[str, np.ndarray]] = dataclasses.field(
       default_factory=dict)  # (model, layer) -> resampled scores (add_statistics)
+  # (model, layer, pooled, per-fold image indices, per-fold features): add_fold_statistics
+  fold_targets: list[tuple] = dataclasses.field(default_factory=list)
 
 
   def human_rdms_of(self, folds: list[np.ndarray]) -> list[np.ndarray]:
     """The human RDM within each fold, computed once per fold assignment."""
-    key = b"|".join(np.asarray(f, np.int64).tobytes() for f in folds)
+    key = _folds_key(folds)
     if key not in self.fold_human_rdms:
       self.fold_human_rdms[key] = [rsa.human_rdm(self.human_probs[idx], self.config.metric)
                                    for idx in folds]
     return self.fold_human_rdms[key]
+
+
+def _folds_key(folds: list[np.ndarray]) -> bytes:
+  return b"|".join(np.asarray(f, np.int64).tobytes() for f in folds)
+
+
+def add_fold_statistics(run: Run) -> None:
+  """Within-fold RSA rows (results['rsa_folds']): every fold target scored on each fold's
+  held-out images, averaged over folds, with a bootstrap CI of that mean (images, and with
+  ci_source 'images+annotators' their annotators, resampled within each fold; fold means of
+  the same resample index combined; all targets of a fold on the same draws) and the noise
+  ceiling of the same images (the mean of the folds' validated ceilings)."""
+  config, methods = run.config, run.methods
+  groups = {}
+  for target in run.fold_targets:
+    groups.setdefault(_folds_key(target[3]), []).append(target)
+  for targets in groups.values():
+    folds = targets[0][3]
+    humans = run.human_rdms_of(folds)
+    ceilings = run.store.json(
+        cache.key(kind="fold_ceilings", human=run.human_key, folds=cache.digest(
+            np.concatenate(folds)), sizes=[len(f) for f in folds], methods=methods,
+            n_splits=config.n_ceiling_splits, seed=config.seed),
+        lambda: _fold_ceilings(run, folds))
+    per_fold = []  # per fold: {target: (estimates {method: value}, bootstrap [n, methods])}
+    for k, (idx, human_rdm) in enumerate(zip(folds, humans)):
+      rdms = {_fold_name(t): np.asarray(rsa.rdm(t[4][k], config.metric)) for t in targets}
+      boots = alignment.resampled_scores(
+          rdms, human_rdm, methods, n_bootstrap=config.n_fold_bootstrap, n_permutations=0,
+          seed=config.seed + k,
+          human=rsa.HumanAnnotators(run.counts[idx], config.metric) if run.human else None,
+          label=f"fold {k + 1}/{len(folds)} ")
+      per_fold.append({name: (rsa.compare_methods(rdm, human_rdm, methods),
+                              boots[name]["bootstrap"]) for name, rdm in rdms.items()})
+    for target in targets:
+      model, layer, pooled, name = *target[:3], _fold_name(target)
+      row = {"model": model, "layer": layer, "pooled": pooled, "num_folds": len(folds),
+             "n_bootstrap": config.n_fold_bootstrap, "ci_source": config.ci_source}
+      for j, method in enumerate(methods):
+        scores = [found[name][0][method] for found in per_fold]
+        row[method] = alignment.fold_mean_statistics(
+            scores, [found[name][1][:, j] for found in per_fold],
+            ceilings[method], rsa.default_interval(config.ci_source))
+      run.results["rsa_folds"].append(row)
+
+
+def _fold_name(target: tuple) -> str:
+  model, layer, pooled = target[:3]
+  return f"{model}/{layer}" + ("" if pooled else "/own folds")
+
+
+def _fold_ceilings(run: Run, folds: list[np.ndarray]) -> dict[str, float]:
+  """The mean over folds of each fold's validated noise ceiling (on its held-out images)."""
+  found = [rsa.noise_ceilings(run.counts[idx], run.config.metric, run.methods,
+                              n_splits=run.config.n_ceiling_splits, seed=run.config.seed)
+           for idx in folds]
+  return {m: float(np.mean([f[m].ceiling for f in found])) for m in run.methods}
 
 
 def score_representation(rep, run: Run) -> None:
@@ -92,19 +152,14 @@ def score_representation(rep, run: Run) -> None:
                                                                   methods)))
     results["cka"].append({"model": rep.label, "layer": layer,
                            "linear_cka": rsa.linear_cka(feats, run.human_probs)})
-    if run.folds:
-      results["rsa_folds"].append(dict(model=rep.label, layer=layer, pooled=True, **
-                                       alignment.fold_statistics(
-                                           [feats[idx] for idx in run.folds],
-                                           run.human_rdms_of(run.folds), metric, methods)))
+    if layer in run.fold_layers:  # scored on the fine-tuning folds too, for comparison
+      run.fold_targets.append((rep.label, layer, True, run.folds,
+                               [feats[idx] for idx in run.folds]))
     panels[f"{rep.label} / {layer}"] = square_subset(model_rdm, run.figure_idx, n)
     logging.info("%s/%s: %s (%.1f s)", rep.label, layer,
                  {m: round(e, 4) for m, e in estimates.items()}, time.perf_counter() - start)
   for layer, fold_feats in rep.fold_features.items():
-    results["rsa_folds"].append(dict(model=rep.label, layer=layer, pooled=False, **
-                                     alignment.fold_statistics(
-                                         fold_feats, run.human_rdms_of(rep.fold_images), metric,
-                                         methods)))
+    run.fold_targets.append((rep.label, layer, False, rep.fold_images, fold_feats))
   figures = results["figures"]
   figures[f"rdms_{rep.label}"] = plots.rdm_heatmaps(
       outputs.figure_path(workdir, f"rdms_{rep.label}"), panels,

@@ -99,6 +99,10 @@ class Checkpointer:
     """The kept epoch-end step with the best selection metric (None when nothing is saved)."""
     return self.epochs.best_step()
 
+  def metrics_by_step(self) -> dict[int, dict[str, float]]:
+    """The validation metrics saved with each kept epoch-end checkpoint, by step."""
+    return {step: dict(self.epochs.metrics(step) or {}) for step in self.epochs.all_steps()}
+
   def save(self, step: int, state, metrics: dict[str, float] | None) -> None:
     """Saves an epoch-end checkpoint (with validation `metrics`) or, with metrics None, the
     mid-epoch one. Refuses non-finite states; turns write failures into CheckpointError."""

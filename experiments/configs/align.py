@@ -34,10 +34,17 @@ def get_config(arg: str | None = None):
   # 'images' (README, 'Uncertainty and p-values'; both hold 95% CIs' coverage in simulation)
   config.ci_source = "images+annotators"
   config.n_permutations = 1000  # image-label permutations for p-values (0 = none)
+  # the paired tests (first method), Holm-corrected as one family: 'a/LAYER:b/LAYER,...', or ''
+  # for every pair of models sharing a layer (and the first layers of models sharing none)
+  config.comparisons = ""
+  # within-fold RSA of fine-tuned networks: resamples within each fold for the CI of the
+  # fold mean (0 = none)
+  config.n_fold_bootstrap = 200
   config.n_ceiling_splits = 4  # annotator split halves that calibrate the noise ceiling
   config.n_kappa_resamples = 1000  # bootstrap resamples for the error-consistency CI
   config.figure_images = 500  # images shown in RDM heatmaps (a seeded subset)
   config.seed = 0
   return common.choose_variant(config, arg, {"quick": dict(
-      num_images=1000, n_bootstrap=50, n_permutations=50, n_ceiling_splits=8,
+      num_images=1000, n_bootstrap=50, n_permutations=50, n_fold_bootstrap=50,
+      n_ceiling_splits=8,
       n_kappa_resamples=200, figure_images=300)})

@@ -4,7 +4,14 @@ CIFAR-10H (k-fold, hard-label control), then the alignment run and OUT/report.md
 Full study (paper scale, for a GPU: the full recipes, 3 seeds, 10 folds, 1,000 resamples):
   python -m experiments.run_study --workdir=OUT --config=experiments/configs/study.py
 Quick (everything on reduced data; under 30 minutes on 2 CPU cores, accuracies far below the
-full recipes): append ':quick'. Sub-configs take overrides too, e.g.
+full recipes): append ':quick'.
+CPU scale (the largest study one unattended run on 2 CPU cores completes, sized from measured
+speeds to finish in under 2 hours there; README, "Results at CPU scale"): append ':cpu'. One
+seed; PhilNet 6 epochs (every epoch-end checkpoint kept), ResNet-50 with the ImageNet stem 2
+epochs, the VAE 5 epochs, all on 45,000 images; the accuracy-matched PhilNet checkpoint;
+fine-tuning in both modes on 5 folds of all 10,000 test images with the temperature baseline;
+the alignment on all 10,000 images with 200 bootstrap resamples, 100 permutations and five
+pre-chosen paired tests. Sub-configs take overrides too, e.g.
 --config.philnet.num_epochs=5 or --config.align.n_bootstrap=200.
 """
 
@@ -16,6 +23,17 @@ from experiments.configs import align, common, finetune_cifar10h, philnet, resne
 
 QUICK_TRAINING = dict(num_validation=1000, test_subset=1000, eval_batch_size=500,
                       log_every_steps=20)
+# ':cpu' training, sized from measured speeds on 2 CPU cores (README, "Training speed"):
+# PhilNet ~95 images/s -> 6 epochs of 45,000 images ~48 min; ResNet-50 (ImageNet stem) ~120
+# images/s -> 2 epochs ~13 min; the VAE ~900 images/s -> 5 epochs ~5 min.
+CPU_TRAINING = dict(log_every_steps=50)
+CPU_COMPARISONS = ",".join([
+    "philnet-seed0/penultimate:resnet50-seed0/penultimate",  # architecture, as trained
+    "philnet_matched/penultimate:resnet50-seed0/penultimate",  # architecture, equal accuracy
+    "philnet_cifar10h/probs:philnet_cifar10h_control/probs",  # soft vs hard labels, full
+    "philnet_cifar10h_head/probs:philnet_cifar10h_head_control/probs",  # the same, head only
+    "philnet_cifar10h_head/probs:philnet_cifar10h_temperature/probs",  # beyond calibration?
+])
 
 
 def get_config(arg: str | None = None):
@@ -25,6 +43,11 @@ def get_config(arg: str | None = None):
   config.architectures = "philnet,resnet50,vae"  # which models the study trains
   config.num_seeds = 3  # training seeds per architecture (0..num_seeds-1)
   config.finetune_architecture = "philnet"  # fine-tuned on CIFAR-10H from seed 0 ('' = skip)
+  config.finetune_modes = "full"  # 'full' and/or 'head' (finetune_cifar10h --help), same folds
+  # ARCH=REFERENCE: also align ARCH's kept epoch-end checkpoint (seed 0) whose validation
+  # accuracy is closest to REFERENCE's (label ARCH_matched), so that architecture is compared
+  # at equal accuracy; it needs ARCH's keep_checkpoints >= its epochs ('' = skip)
+  config.accuracy_matched = ""
   config.philnet = philnet.get_config()  # PhilNet's training config (train_philnet --help)
   config.resnet50 = resnet50.get_config()  # ResNet-50's training config (train_resnet --help)
   config.vae = vae.get_config()  # the VAE's training config (train_vae --help)
@@ -39,5 +62,25 @@ def get_config(arg: str | None = None):
                                 warmup_epochs=0.2))
     config.resnet50.model_kwargs.stem = "imagenet"  # ~4x cheaper on a CPU
     config.vae.update(dict(QUICK_TRAINING, train_subset=10000, num_epochs=1))
+  if arg == "cpu":
+    config.num_seeds = 1
+    # every epoch-end checkpoint is kept: the accuracy-matched comparison picks one of them
+    config.philnet.update(dict(CPU_TRAINING, num_epochs=6, warmup_epochs=0.5,
+                               keep_checkpoints=6))
+    config.resnet50.update(dict(CPU_TRAINING, num_epochs=2, batch_size=128,
+                                warmup_epochs=0.3))
+    config.resnet50.model_kwargs.stem = "imagenet"
+    config.vae.update(dict(CPU_TRAINING, num_epochs=5))
+    config.accuracy_matched = "philnet=resnet50"
+    # both fine-tuning modes on the same 5 folds of all 10,000 test images; full: 1 epoch per
+    # fold and target (~16 min), head: seconds; fine-tuned penultimate features kept per fold
+    config.finetune_modes = "full,head"
+    config.finetune.update(dict(num_folds=5, num_epochs=1, learning_rate=3e-4,
+                                layers="penultimate"))
+    # all 10,000 images; ~12 targets at ~0.7 s each per joint resample on 2 cores (README,
+    # "Joint resampling"): 200 resamples ~30 min, 100 permutations ~4 min; five pre-chosen
+    # paired tests, so that Holm's smallest adjusted p (5 x 2 / 201) can reach 0.05
+    config.align.update(dict(n_bootstrap=200, n_permutations=100, n_fold_bootstrap=200,
+                             classifier_layers="penultimate,probs", comparisons=CPU_COMPARISONS))
   # ':quick' edits the nested configs above; this only rejects unknown variant names.
-  return common.choose_variant(config, arg, {"quick": {}})
+  return common.choose_variant(config, arg, {"quick": {}, "cpu": {}})
