@@ -5,8 +5,9 @@ Full study (paper scale, for a GPU: the full recipes, 3 seeds, 10 folds, 1,000 r
   python -m experiments.run_study --workdir=OUT --config=experiments/configs/study.py
 Quick (everything on reduced data; under 30 minutes on 2 CPU cores, accuracies far below the
 full recipes): append ':quick'.
-CPU scale (the largest study one unattended run on 2 CPU cores completes, sized from measured
-speeds to finish in under 2 hours there; README, "Results at CPU scale"): append ':cpu'. One
+CPU scale (the largest study one unattended run on 2 CPU cores completes; measured 2 h 42 min
+with other work on the cores, about 2 h 20 min estimated on quiet cores, over the 2-hour aim;
+README, "Results at CPU scale"): append ':cpu'. One
 seed; PhilNet 6 epochs (every epoch-end checkpoint kept), ResNet-50 with the ImageNet stem 2
 epochs, the VAE 5 epochs, all on 45,000 images; the accuracy-matched PhilNet checkpoint;
 fine-tuning in both modes on 5 folds of all 10,000 test images with the temperature baseline;
