@@ -20,6 +20,16 @@ from ml_collections import config_flags
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
 CONFIG_FLAG = "--config"
 HELP_FLAGS = ("--help", "-h", "--helpshort", "-?", "--helpfull")
+TRUE_VALUES = ("", "true", "t", "1", "yes", "y")  # absl's spellings of a true boolean flag
+
+
+def asks_for_help(args: list[str]) -> bool:
+  """Whether `args` ask for help: a help flag alone or as --help=true (absl's boolean form)."""
+  for arg in args:
+    name, _, value = arg.partition("=")
+    if name in HELP_FLAGS and value.lower() in TRUE_VALUES:
+      return True
+  return False
 OWN_PACKAGES = ("align_jax", "experiments")
 # Warnings orbax gives for every checkpoint opened read-only, as the alignment does by design.
 BENIGN_WARNINGS = ("CheckpointManagerOptions.read_only=True", "Given directory is read only")
@@ -60,7 +70,7 @@ def prepare_argv(argv: list[str], default_config: str) -> list[str]:
              f"directory, {os.getcwd()}; the configs live in {CONFIG_DIR}).")
   overrides = [a[len(CONFIG_FLAG) + 1:].split("=", 1)[0] for a in rest
                if a.startswith(CONFIG_FLAG + ".")]
-  if overrides and not any(a in HELP_FLAGS for a in rest):
+  if overrides and not asks_for_help(rest):
     fields = field_names(_load_config(spec))
     for name in overrides:
       if name not in fields:
@@ -149,11 +159,12 @@ def run(config_module, entry: str, describe, check: str) -> None:
                        "--distributed).")
   default = os.path.join(CONFIG_DIR, os.path.basename(config_module.__file__))
   sys.argv = prepare_argv(sys.argv, default)  # config_flags reads sys.argv while defining
-  if any(a in HELP_FLAGS for a in sys.argv[1:]):
+  if asks_for_help(sys.argv[1:]):
     spec = next((a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith(CONFIG_FLAG + "=")),
                 default)
     print(_help(sys.modules["__main__"], config_module, spec))
-    if "--helpfull" in sys.argv[1:]:  # absl's own --helpfull exits 1; users expect 0
+    if asks_for_help([a for a in sys.argv[1:] if a.startswith("--helpfull")]):
+      # absl's own --helpfull exits 1; users expect 0
       print("\nEvery flag, absl's included:\n" + flags.FLAGS.get_help())
     sys.exit(0)
   fields = ", ".join(sorted(config_module.get_config().keys()))

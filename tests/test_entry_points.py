@@ -55,10 +55,19 @@ def test_help_exits_0_and_explains_every_top_level_field(entry):
   assert not [line for line in usage if "   " in line], usage  # no line break lost to spaces
 
 
-@pytest.mark.parametrize("flag", ["-h", "--helpshort", "--helpfull"])
+@pytest.mark.parametrize("flag", ["-h", "--helpshort", "--helpfull", "--help=true",
+                                  "--helpfull=1"])
 def test_every_help_flag_exits_0(flag):
   proc = _run("train_philnet", [flag])
   assert proc.returncode == 0 and "(default): meaning:" in proc.stdout, proc.stderr
+
+
+def test_help_with_other_flags_and_for_align_exits_0():
+  for module, args in (("align", ["--help"]), ("align", ["--workdir=W", "--help"]),
+                       ("train_philnet", ["--help", "--config.sed=3"])):
+    proc = _run(module, args)
+    assert proc.returncode == 0 and "(default): meaning:" in proc.stdout, (module, proc.stderr)
+  assert not main.asks_for_help(["--help=false", "--nohelp"])
 
 
 def test_argv_is_reordered_and_checked_before_parsing(tmp_path):
