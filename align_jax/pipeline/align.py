@@ -66,13 +66,9 @@ def _check_comparisons(config, reps: list) -> None:
                          f"it scores {', '.join(sorted(f'{m}/{l}' for m, l in known))}.")
 
 
-def _comparisons(config, rsa_rows: list[dict], run: scoring.Run) -> list[dict]:
-  """Paired bootstrap of the `comparisons` pairs, or by default of every pair of pooled targets
-  of different models that share a layer and of the first layers of two models that share none:
-  per-resample differences of the two targets' scores from the joint resampling (same images,
-  same redrawn annotators); Holm correction across that family."""
-  method = split_list(config.methods)[0]
-  rows = [r for r in rsa_rows if r["method"] == method and r["pooled"]]
+def _default_pairs(rows: list[dict]) -> list[tuple[str, str, str, str]]:
+  """Every pair of pooled targets of different models that share a layer, and the first layers
+  of two models that share none, sorted."""
   layers, first = {}, {}
   for r in rows:
     layers.setdefault(r["model"], set()).add(r["layer"])
@@ -83,14 +79,24 @@ def _comparisons(config, rsa_rows: list[dict], run: scoring.Run) -> list[dict]:
   pairs |= {(a["model"], a["layer"], b["model"], b["layer"])
             for a, b in itertools.combinations(first.values(), 2)
             if not layers[a["model"]] & layers[b["model"]]}
-  if config.comparisons:
-    pairs = config_checks.comparison_pairs(config.comparisons)
+  return sorted(pairs)
+
+
+def _comparisons(config, rsa_rows: list[dict], run: scoring.Run) -> list[dict]:
+  """Paired bootstrap of the `comparisons` pairs, or by default of every pair of pooled targets
+  of different models that share a layer and of the first layers of two models that share none:
+  per-resample differences of the two targets' scores from the joint resampling (same images,
+  same redrawn annotators); Holm correction across that family."""
+  method = split_list(config.methods)[0]
+  rows = [r for r in rsa_rows if r["method"] == method and r["pooled"]]
+  pairs = (config_checks.comparison_pairs(config.comparisons) if config.comparisons
+           else _default_pairs(rows))
   if not pairs or not config.n_bootstrap:
     return []
   by_target = {(r["model"], r["layer"]): r for r in rows}
   column = run.methods.index(method)
   out = []
-  for ma, la, mb, lb in (pairs if config.comparisons else sorted(pairs)):
+  for ma, la, mb, lb in pairs:
     samples = (run.resampled[ma, la]["bootstrap"][:, column]
                - run.resampled[mb, lb]["bootstrap"][:, column])
     result = rsa.paired_result(by_target[ma, la]["estimate"] - by_target[mb, lb]["estimate"],

@@ -78,8 +78,7 @@ def _collect_out_of_fold(fold_dirs: list[str], folds: np.ndarray, images: np.nda
     for layer in layers:
       per_fold[layer].append(outputs[layer])
     steps.append(trained.step)
-  order = np.argsort(folds, kind="stable")  # held-out images grouped by fold, ascending ids
-  arrays = {"probs": probs, "folds": folds, "image_index": order, "steps": np.asarray(steps)}
+  arrays = _out_of_fold_arrays(probs, folds, steps)
   arrays.update({f"features/{layer}": np.concatenate(v) for layer, v in per_fold.items()})
   return arrays
 
@@ -102,30 +101,33 @@ def finetune_cifar10h(config, workdir: str) -> dict:
   targets = {"cifar10h": human_probs[:n],
              "cifar10": np.eye(10, dtype=np.float32)[data.test_labels[:n]]}
   with workdir_lib.lock(workdir):
-    if config.mode == "full":
-      found = _run_folds(config, workdir, base, init_path, data.test_images[:n], folds)
-    elif multihost.is_primary():  # cheap: process 0 alone
-      found = _run_heads(config, data.test_images[:n], targets, folds, init_step)
-    else:
-      found = None
-    if not multihost.is_primary():
+    found = (_run_folds(config, workdir, base, init_path, data.test_images[:n], folds)
+             if config.mode == "full" else {})
+    if not multihost.is_primary():  # 'head' and the baseline are cheap: process 0 alone
       return None
+    if config.mode == "head" or config.temperature_baseline:
+      start = _starting_network(config, data.test_images[:n])
+    if config.mode == "head":
+      found = _run_heads(config, start, targets, folds, init_step)
     if config.temperature_baseline:
-      found["temperature"] = _temperature_baseline(config, data.test_images[:n],
-                                                   targets["cifar10h"], folds, init_step)
+      found["temperature"] = _temperature_baseline(start[1]["logits"], targets["cifar10h"],
+                                                   folds, init_step)
     return _publish(config, workdir, base, init_step, n, folds, found)
 
 
-def _base_features(config, images: np.ndarray, layers: list[str]) -> dict[str, np.ndarray]:
-  """The starting network's features of `images` (its best checkpoint, as the folds start)."""
+def _starting_network(config, images: np.ndarray) -> tuple[dict, dict[str, np.ndarray]]:
+  """The starting network (its best checkpoint, as the folds start): its parameters and its
+  penultimate features and logits of `images`, extracted once for the head and the baseline."""
   trained = features.load_trained(config.init_from, "best")
-  return features.extract_features(trained, images, sorted(set(layers)),
-                                   batch_size=config.eval_batch_size)
+  return trained.variables["params"], features.extract_features(
+      trained, images, ["logits", "penultimate"], batch_size=config.eval_batch_size)
 
 
-def _grouped(values: np.ndarray, folds: np.ndarray) -> np.ndarray:
-  """Rows of `values` [n, ...] in held-out order: grouped by fold, ascending ids within."""
-  return values[np.argsort(folds, kind="stable")]
+def _out_of_fold_arrays(probs: np.ndarray, folds: np.ndarray, steps) -> dict[str, np.ndarray]:
+  """The arrays every out_of_fold.npz holds; `image_index` orders the per-fold features:
+  held-out images grouped by fold, ascending ids within."""
+  return {"probs": probs, "folds": folds, "image_index": np.argsort(folds, kind="stable"),
+          "steps": np.asarray(steps)}
 
 
 def _run_folds(config, workdir: str, base, init_path: str, images: np.ndarray,
@@ -150,15 +152,12 @@ def _run_folds(config, workdir: str, base, init_path: str, images: np.ndarray,
   return found if multihost.is_primary() else None
 
 
-def _run_heads(config, images: np.ndarray, targets: dict[str, np.ndarray], folds: np.ndarray,
-               init_step: int) -> dict:
+def _run_heads(config, start: tuple[dict, dict[str, np.ndarray]], targets: dict[str, np.ndarray],
+               folds: np.ndarray, init_step: int) -> dict:
   """mode='head': the network frozen, its classifier head refitted per fold on the training
   folds' targets (pipeline/heads.py). Of `layers`, only the logits change, so only they are
   kept per fold (the frozen layers are the starting network's, scored pooled)."""
-  trained = features.load_trained(config.init_from, "best")
-  layers = split_list(config.layers)
-  base = _base_features(config, images, ["penultimate", "logits"])
-  params = trained.variables["params"]
+  params, base = start
   head = heads.find_head(params, base["penultimate"].shape[1], base["logits"].shape[1])
   found = {}
   for target in split_list(config.targets):
@@ -177,31 +176,28 @@ def _run_heads(config, images: np.ndarray, targets: dict[str, np.ndarray], folds
                                     == np.argmax(targets["cifar10"][held_out], 1))))
       logging.info("Head on %s labels: fold %d/%d, held-out accuracy %.4f.", target, fold + 1,
                    config.num_folds, accuracy[-1])
-    arrays = {"probs": features.softmax(logits).astype(np.float32), "folds": folds,
-              "image_index": np.argsort(folds, kind="stable"),
-              "steps": np.full(config.num_folds, init_step),
-              "head_kernels": np.stack(kernels), "head_biases": np.stack(biases)}
-    if "logits" in layers:  # the layers below the head are frozen: the pooled rows' features
-      arrays["features/logits"] = _grouped(logits, folds)
+    arrays = _out_of_fold_arrays(features.softmax(logits).astype(np.float32), folds,
+                                 [init_step] * config.num_folds)
+    arrays.update(head_kernels=np.stack(kernels), head_biases=np.stack(biases))
+    if "logits" in split_list(config.layers):  # the layers below the head are frozen: the
+      arrays["features/logits"] = logits[arrays["image_index"]]  # pooled rows' features
     found[target] = (arrays, {"head": head, "held_out_accuracy": accuracy})
   return found
 
 
-def _temperature_baseline(config, images: np.ndarray, human_probs: np.ndarray,
-                          folds: np.ndarray, init_step: int) -> tuple[dict, dict]:
-  """The starting network with one temperature per fold, fitted on the training folds' human
-  distributions and applied to the held-out fold (out-of-fold probs only)."""
-  logits = _base_features(config, images, ["logits"])["logits"]
+def _temperature_baseline(logits: np.ndarray, human_probs: np.ndarray, folds: np.ndarray,
+                          init_step: int) -> tuple[dict, dict]:
+  """The starting network's `logits` with one temperature per fold, fitted on the training
+  folds' human distributions and applied to the held-out fold (out-of-fold probs only)."""
+  num_folds = int(folds.max()) + 1
   probs, temperatures = np.zeros_like(logits), []
-  for fold in range(config.num_folds):
+  for fold in range(num_folds):
     train, held_out = folds != fold, folds == fold
     temperatures.append(heads.fit_temperature(logits[train], human_probs[train]))
     probs[held_out] = features.softmax(logits[held_out] / temperatures[-1])
   logging.info("Temperature scaling: T per fold %s.", [round(t, 3) for t in temperatures])
-  arrays = {"probs": probs.astype(np.float32), "folds": folds,
-            "image_index": np.argsort(folds, kind="stable"),
-            "steps": np.full(config.num_folds, init_step),
-            "temperatures": np.asarray(temperatures)}
+  arrays = _out_of_fold_arrays(probs.astype(np.float32), folds, [init_step] * num_folds)
+  arrays["temperatures"] = np.asarray(temperatures)
   return arrays, {"temperatures": temperatures}
 
 
