@@ -424,6 +424,11 @@ def test_a_model_entry_can_name_its_own_checkpoint(finished_study, tmp_path):
     representations.features.checkpoint_step(train, "3")
   with pytest.raises(InputError, match="has no config.json"):
     representations.parse_models(f"a={tmp_path}@best")
+  align_config = align_configs.get_config("quick")
+  align_config.update(dict(models=f"a={train}@3", data_dir=os.path.dirname(workdir)))
+  with pytest.raises(InputError, match="no epoch-end checkpoint at step 3"):
+    align.run_alignment(align_config, str(tmp_path / "out"))
+  assert not os.path.exists(tmp_path / "out")  # refused before anything was written
 
 
 def test_comparisons_name_the_tested_pairs_and_unknown_targets_fail_early(finished_study,

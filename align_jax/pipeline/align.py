@@ -195,12 +195,12 @@ def _align(config, workdir: str, previous: str, models: dict[str, str], images, 
   outputs.save_rdm(workdir, "human__classes", human_class, run_id=run_id, metric=config.metric,
                    layer="CIFAR-10H confusion rows", model="humans", n_images=n,
                    image_order="class ids 0..9")
+  reps = _gather(config, models, images, store)
+  _check_comparisons(config, reps)  # before the noise ceiling's minutes
   results["noise_ceiling"] = store.json(
       cache.key(kind="noise_ceiling", human=human_key, methods=methods,
                 n_splits=config.n_ceiling_splits, seed=config.seed),
       lambda: _noise_ceilings(config, counts, methods))
-  reps = _gather(config, models, images, store)
-  _check_comparisons(config, reps)
   fold_source = next((r for r in reps if r.fold_images), None)
   figure_idx = _figure_subset(labels, min(config.figure_images, n), config.seed)
   run = scoring.Run(config=config, workdir=workdir, previous=previous, store=store,

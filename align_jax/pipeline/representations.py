@@ -71,6 +71,7 @@ def parse_models(text: str) -> dict[str, str]:
       if not os.path.isfile(os.path.join(directory, "config.json")):
         raise InputError(f"{label}={workdir}: @{which} chooses a checkpoint of a training "
                          f"workdir, and {directory} has no config.json.")
+      features.checkpoint_step(directory, which)  # a step that is not kept fails here, early
     elif not (os.path.isfile(os.path.join(workdir, "config.json"))
               or finetune.is_finetune_workdir(workdir)):
       raise InputError(f"{label}={workdir}: not a training or fine-tuning workdir (it has "
