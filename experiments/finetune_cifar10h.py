@@ -10,9 +10,15 @@ from experiments.configs import finetune_cifar10h
 
 
 def _summary(summary: dict, workdir: str) -> str:
-  return "done: " + "; ".join(
-      f"{target}: held-out accuracy per fold {[round(a, 3) for a in info['held_out_accuracy']]}"
-      for target, info in summary["targets"].items()) + f"\n  workdir: {workdir}"
+  """What the run prints when it ends: per target, its held-out accuracy per fold (the
+  temperature baseline: its temperature per fold)."""
+  def per_fold(info: dict) -> str:
+    if "temperatures" in info:
+      return f"temperature per fold {[round(t, 3) for t in info['temperatures']]}"
+    return f"held-out accuracy per fold {[round(a, 3) for a in info['held_out_accuracy']]}"
+  return (f"done ({summary['mode']}): "
+          + "; ".join(f"{target}: {per_fold(info)}" for target, info in summary["targets"].items())
+          + f"\n  workdir: {workdir}")
 
 
 if __name__ == "__main__":

@@ -355,6 +355,16 @@ def test_head_mode_refits_only_the_head_on_the_training_folds(finished_study):
                                base["penultimate"][held] @ kernel + bias, atol=1e-4)
 
 
+def test_the_finetune_entry_point_summarises_every_target_of_both_modes(finished_study):
+  from experiments import finetune_cifar10h
+  _, workdir, _ = finished_study
+  for mode in ("full", "head"):
+    ft = os.path.join(workdir, "finetune", mode)
+    text = finetune_cifar10h._summary(finetune.read_marker(ft), ft)
+    assert text.startswith(f"done ({mode}): cifar10h: held-out accuracy per fold [")
+    assert ("temperature: temperature per fold [" in text) == (mode == "full")
+
+
 def test_temperature_baseline_is_fitted_per_fold_out_of_fold(finished_study):
   config, workdir, _ = finished_study
   ft = os.path.join(workdir, "finetune", "full")
