@@ -5,15 +5,14 @@ Full study (paper scale, for a GPU: the full recipes, 3 seeds, 10 folds, 1,000 r
   python -m experiments.run_study --workdir=OUT --config=experiments/configs/study.py
 Quick (everything on reduced data; under 30 minutes on 2 CPU cores, accuracies far below the
 full recipes): append ':quick'.
-CPU scale (the largest study one unattended run on 2 CPU cores completes; measured 2 h 42 min
-with other work on the cores, about 2 h 20 min estimated on quiet cores, over the 2-hour aim;
-README, "Results at CPU scale"): append ':cpu'. One
-seed; PhilNet 6 epochs (every epoch-end checkpoint kept), ResNet-50 with the ImageNet stem 2
-epochs, the VAE 5 epochs, all on 45,000 images; the accuracy-matched PhilNet checkpoint;
-fine-tuning in both modes on 5 folds of all 10,000 test images with the temperature baseline;
-the alignment on all 10,000 images with 200 bootstrap resamples, 100 permutations and five
-pre-chosen paired tests. Sub-configs take overrides too, e.g.
---config.philnet.num_epochs=5 or --config.align.n_bootstrap=200.
+CPU scale (the largest study one unattended run on 2 CPU cores completes, sized to finish in
+under 2 hours on quiet cores from the stage times of a first, longer run; README, "Results at
+CPU scale"): append ':cpu'. One seed; PhilNet 5 epochs (every epoch-end checkpoint kept),
+ResNet-50 with the ImageNet stem 1 epoch, the VAE 3 epochs, all on 45,000 images; the
+accuracy-matched PhilNet checkpoint; fine-tuning in both modes on 3 folds of all 10,000 test
+images with the temperature baseline; the alignment on all 10,000 images with 200 bootstrap
+resamples, 50 permutations and five pre-chosen paired tests. Sub-configs take overrides too,
+e.g. --config.philnet.num_epochs=6 or --config.align.n_bootstrap=400 (each adds time).
 """
 
 import os
@@ -24,9 +23,11 @@ from experiments.configs import align, common, finetune_cifar10h, philnet, resne
 
 QUICK_TRAINING = dict(num_validation=1000, test_subset=1000, eval_batch_size=500,
                       log_every_steps=20)
-# ':cpu' training, sized from measured speeds on 2 CPU cores (README, "Training speed"):
-# PhilNet ~95 images/s -> 6 epochs of 45,000 images ~48 min; ResNet-50 (ImageNet stem) ~120
-# images/s -> 2 epochs ~13 min; the VAE ~900 images/s -> 5 epochs ~5 min.
+# ':cpu' stage times, measured on 2 CPU cores in the first (6/2/5-epoch, 5-fold) run: PhilNet
+# ~9 min per epoch of 45,000 images, ResNet-50 (ImageNet stem) ~7 min per epoch, the VAE ~1 min
+# per epoch, full fine-tuning ~1.8 min per run of 8,000 images, the alignment's fixed part
+# (noise ceiling, features, scoring) ~13 min, 10.4 s per bootstrap resample of 12 targets.
+# Here: ~46 + 7 + 3 + 10 (6 runs of 6,667 images) + 1 + ~52 min ~ 2 h minus ~10 min.
 CPU_TRAINING = dict(log_every_steps=50)
 CPU_COMPARISONS = ",".join([
     "philnet-seed0/penultimate:resnet50-seed0/penultimate",  # architecture, as trained
@@ -66,22 +67,22 @@ def get_config(arg: str | None = None):
   if arg == "cpu":
     config.num_seeds = 1
     # every epoch-end checkpoint is kept: the accuracy-matched comparison picks one of them
-    config.philnet.update(dict(CPU_TRAINING, num_epochs=6, warmup_epochs=0.5,
-                               keep_checkpoints=6))
-    config.resnet50.update(dict(CPU_TRAINING, num_epochs=2, batch_size=128,
+    config.philnet.update(dict(CPU_TRAINING, num_epochs=5, warmup_epochs=0.5,
+                               keep_checkpoints=5))
+    config.resnet50.update(dict(CPU_TRAINING, num_epochs=1, batch_size=128,
                                 warmup_epochs=0.3))
     config.resnet50.model_kwargs.stem = "imagenet"
-    config.vae.update(dict(CPU_TRAINING, num_epochs=5))
+    config.vae.update(dict(CPU_TRAINING, num_epochs=3))
     config.accuracy_matched = "philnet=resnet50"
-    # both fine-tuning modes on the same 5 folds of all 10,000 test images; full: 1 epoch per
-    # fold and target (~16 min), head: seconds; fine-tuned penultimate features kept per fold
+    # both fine-tuning modes on the same 3 folds of all 10,000 test images; full: 1 epoch per
+    # fold and target (~10 min), head: seconds; fine-tuned penultimate features kept per fold
     config.finetune_modes = "full,head"
-    config.finetune.update(dict(num_folds=5, num_epochs=1, learning_rate=3e-4,
+    config.finetune.update(dict(num_folds=3, num_epochs=1, learning_rate=3e-4,
                                 layers="penultimate"))
-    # all 10,000 images; ~12 targets at ~0.7 s each per joint resample on 2 cores (README,
-    # "Joint resampling"): 200 resamples ~30 min, 100 permutations ~4 min; five pre-chosen
+    # all 10,000 images; 12 targets at ~0.7 s each per joint resample on 2 cores (README,
+    # "Joint resampling"): 200 resamples ~35 min, 50 permutations ~1 min; five pre-chosen
     # paired tests, so that Holm's smallest adjusted p (5 x 2 / 201) can reach 0.05
-    config.align.update(dict(n_bootstrap=200, n_permutations=100, n_fold_bootstrap=200,
+    config.align.update(dict(n_bootstrap=200, n_permutations=50, n_fold_bootstrap=100,
                              classifier_layers="penultimate,probs", comparisons=CPU_COMPARISONS))
   # ':quick' edits the nested configs above; this only rejects unknown variant names.
   return common.choose_variant(config, arg, {"quick": {}, "cpu": {}})
