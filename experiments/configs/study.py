@@ -5,10 +5,10 @@ Full study (paper scale, for a GPU: the full recipes, 3 seeds, 10 folds, 1,000 r
   python -m experiments.run_study --workdir=OUT --config=experiments/configs/study.py
 Quick (everything on reduced data; under 30 minutes on 2 CPU cores, accuracies far below the
 full recipes): append ':quick'.
-CPU scale (the largest study one unattended run on 2 CPU cores completes, sized to finish in
-under 2 hours on quiet cores from the stage times of a first, longer run; README, "Results at
-CPU scale"): append ':cpu'. One seed; PhilNet 5 epochs (every epoch-end checkpoint kept),
-ResNet-50 with the ImageNet stem 1 epoch, the VAE 3 epochs, all on 45,000 images; the
+CPU scale (the largest study one unattended run on 2 CPU cores completes: measured 1 h 55 min
+on quiet cores, under the 2-hour aim; README, "Results at CPU scale"): append ':cpu'. One
+seed; PhilNet 5 epochs (every epoch-end checkpoint kept), ResNet-50 with the ImageNet stem 1
+epoch, the VAE 3 epochs, all on 45,000 images; the
 accuracy-matched PhilNet checkpoint; fine-tuning in both modes on 3 folds of all 10,000 test
 images with the temperature baseline; the alignment on all 10,000 images with 200 bootstrap
 resamples, 50 permutations and five pre-chosen paired tests. Sub-configs take overrides too,
@@ -23,11 +23,12 @@ from experiments.configs import align, common, finetune_cifar10h, philnet, resne
 
 QUICK_TRAINING = dict(num_validation=1000, test_subset=1000, eval_batch_size=500,
                       log_every_steps=20)
-# ':cpu' stage times, measured on 2 CPU cores in the first (6/2/5-epoch, 5-fold) run: PhilNet
-# ~9 min per epoch of 45,000 images, ResNet-50 (ImageNet stem) ~7 min per epoch, the VAE ~1 min
-# per epoch, full fine-tuning ~1.8 min per run of 8,000 images, the alignment's fixed part
-# (noise ceiling, features, scoring) ~13 min, 10.4 s per bootstrap resample of 12 targets.
-# Here: ~46 + 7 + 3 + 10 (6 runs of 6,667 images) + 1 + ~52 min ~ 2 h minus ~10 min.
+# ':cpu' sizing: stage times of a first, larger run (6/2/5 epochs, 5 folds; 2 h 20 min quiet)
+# scaled down. Measured for this variant on quiet 2-core CPUs (README): 1 h 55 min = PhilNet 40
+# min (~99 images/s) + ResNet-50 7.5 + the VAE 3.3 + full fine-tuning 11.7 (6 runs of 6,667
+# images) + head 1 + the alignment 51 (joint resampling of 12 targets 35.5: 9.6 s per bootstrap
+# resample; the noise ceiling 6; within-fold statistics 5). Each added epoch or 100 resamples
+# adds ~8 or ~16 minutes.
 CPU_TRAINING = dict(log_every_steps=50)
 CPU_COMPARISONS = ",".join([
     "philnet-seed0/penultimate:resnet50-seed0/penultimate",  # architecture, as trained
