@@ -96,6 +96,7 @@ def test_offline_tfds_fails_within_seconds_and_writes_nothing(tmp_path, monkeypa
   assert not os.path.exists(tmp_path / "tfds")
 
 
+@pytest.mark.slow  # imports TensorFlow (~20 s)
 def test_tfds_and_binary_sources_give_identical_arrays(tmp_path, seven_record_files,
                                                        monkeypatch):
   """tfds (mocked offline, shuffled like the real test split) sorts back to the binary order;

@@ -68,6 +68,7 @@ def _largest_file(folder: str) -> str:
   return max(files, key=os.path.getsize)
 
 
+@pytest.mark.slow
 def test_a_poisoned_state_is_never_saved_and_a_sane_rerun_recovers(fake_data_dir, tmp_path):
   """Failure 1: learning_rate=1e6 makes BatchNorm variances inf by the first epoch end."""
   config = _tiny_config(fake_data_dir)
@@ -82,6 +83,7 @@ def test_a_poisoned_state_is_never_saved_and_a_sane_rerun_recovers(fake_data_dir
   assert all(np.all(np.isfinite(x)) for x in _state(workdir, 4) if x.dtype.kind == "f")
 
 
+@pytest.mark.slow
 def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_one(finished, tmp_path):
   """Failure 2: a truncated file in the newest checkpoint; training resumes from step 4 and
   ends bit-identical to the uninterrupted run; with every checkpoint damaged, one clear error."""
@@ -234,6 +236,7 @@ def test_user_errors_end_in_one_error_line(finished, tmp_path, monkeypatch):
     workdir_lib.prepare(str(tmp_path / "readonly"))
 
 
+@pytest.mark.slow
 def test_a_failed_save_stops_cleanly_and_keeps_the_previous_checkpoint(finished, tmp_path,
                                                                       monkeypatch):
   """A full disk (ENOSPC) while saving step 12 of an extended run: a clear error; step 8 is
@@ -267,6 +270,7 @@ def _crash_and_resume(config, workdir: str, point: str) -> None:
   assert resumed.returncode == 0, resumed.stderr[-2000:]
 
 
+@pytest.mark.slow  # one point of the kill matrix below
 def test_a_kill_during_a_save_resumes_bit_identically(finished, tmp_path):
   """Killed after orbax wrote step 4's temporary folder but before renaming it."""
   config, run = finished

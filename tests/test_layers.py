@@ -123,8 +123,11 @@ def test_policy_picks_per_backend_and_rejects_unknown_names():
     layers.conv_general_dilated("fast")
 
 
-MODELS = [("philnet", {}), ("resnet18", {"zero_init_last_bn": False, "stage_sizes": (1, 1)}),
-          ("resnet50", {"stem": "imagenet", "zero_init_last_bn": False, "stage_sizes": (1, 1)}),
+SLOW = pytest.mark.slow  # ResNets: the same rewritten layers as PhilNet and the VAE, 25 s more
+MODELS = [("philnet", {}),
+          pytest.param("resnet18", {"zero_init_last_bn": False, "stage_sizes": (1, 1)}, marks=SLOW),
+          pytest.param("resnet50", {"stem": "imagenet", "zero_init_last_bn": False,
+                                    "stage_sizes": (1, 1)}, marks=SLOW),
           ("vae", {})]
 
 

@@ -99,6 +99,7 @@ def _run_on_host_devices(count: int) -> dict:
   return json.loads(out.strip().splitlines()[-1])
 
 
+@pytest.mark.slow  # the default run's two-process test also runs two devices
 def test_two_devices_match_one_device_with_the_same_global_batch():
   one, two = _run_on_host_devices(1), _run_on_host_devices(2)
   assert (one["devices"], two["devices"]) == (1, 2)
