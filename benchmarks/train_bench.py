@@ -67,14 +67,14 @@ def _parse_args(argv):
 
 class _Contender:
   """A named pair of callables that each run `steps` train steps / one inference batch, and
-  block until the work is done."""
+  block until the work is done; align_jax's also give their compiled train step's HLO text."""
 
-  def __init__(self, name, train, infer):
-    self.name, self.train, self.infer = name, train, infer
+  def __init__(self, name, train, infer, train_hlo=None):
+    self.name, self.train, self.infer, self.train_hlo = name, train, infer, train_hlo
     self.first_call = None
 
 
-def _align_jax(name: str, kind: str, model_kwargs: dict, task_name: str, variant: str,
+def align_jax_contender(name: str, kind: str, model_kwargs: dict, task_name: str, variant: str,
                batch_size: int) -> _Contender:
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
@@ -117,7 +117,10 @@ def _align_jax(name: str, kind: str, model_kwargs: dict, task_name: str, variant
   def infer():
     jax.block_until_ready(apply(eval_variables, device_images))
 
-  return _Contender(name, train, infer)
+  def train_hlo():
+    return p_train.lower(holder["state"], batch, holder["key"]).compile().as_text()
+
+  return _Contender(name, train, infer, train_hlo)
 
 
 def _pytorch(name: str, batch_size: int) -> _Contender:
@@ -201,7 +204,7 @@ def main(argv=None) -> None:
   for name in args.models.split(","):
     kind, kwargs, task, default_steps = MODELS[name]
     n_steps = args.steps or default_steps
-    contenders = [_align_jax(f"align_jax[{v}]", kind, kwargs, task, v, args.batch_size)
+    contenders = [align_jax_contender(f"align_jax[{v}]", kind, kwargs, task, v, args.batch_size)
                   for v in args.variants.split(",")]
     if not args.no_torch:
       contenders.append(_pytorch(name, args.batch_size))

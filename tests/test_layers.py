@@ -8,6 +8,7 @@ for whole models' gradients (`_close_in_norm` says why), the max-pool's gradient
 """
 
 import functools
+import pathlib
 
 import flax.linen as nn
 import jax
@@ -56,6 +57,8 @@ def _value_and_grads(fn, x, kernel):
     (20, 9, (3, 3), ((1, 1), (1, 1)), (6, 5)),  # 2 chunks of 10 images; patch matrices
     (32, 8, (3, 3), ((1, 1), (1, 1)), (6, 5)),  # 2 chunks of 16
     (3, 7, (1, 1), ((0, 0), (0, 0)), (6, 5)),
+    (3, 7, (1, 1), ((0, 0), (0, 0)), (4, 9)),  # c_out >= c_in: kernel gradient in [c_in, c_out] order
+    (20, 9, (3, 3), ((1, 1), (1, 1)), (3, 32)),  # c_out >= 9 c_in (PhilNet's first layer), 2 chunks
     (5, 6, (2, 2), ((1, 0), (0, 1)), (6, 5)),  # asymmetric padding (the sub-pixel phases)
     (4, 9, (5, 3), ((2, 2), (1, 1)), (6, 5)),
     (4, 9, (3, 3), ((0, 0), (0, 0)), (6, 5)),  # VALID
@@ -98,7 +101,7 @@ def test_nn_conv_with_the_rewrite_hook_equals_xla(kernel_size, strides, padding,
   assert bool(calls) == rewritten
 
 
-@pytest.mark.parametrize("features", [32, 3])  # sub-pixel form; XLA's (too few channels)
+@pytest.mark.parametrize("features", [32, 3])  # wide; the VAE's 3-channel output layer
 @pytest.mark.parametrize("impl", ["rewritten", "xla"])
 def test_conv_transpose_2x_equals_flax_conv_transpose(features, impl):
   x = jax.random.normal(jax.random.key(0), (3, 4, 5, 6))
@@ -233,3 +236,15 @@ def test_resume_allows_a_new_layer_impl_and_refuses_a_new_dtype():
   assert resume.differences(current, dict(current, layer_impl="xla")) == {}
   assert resume.differences(current, dict(current, dtype="bfloat16")) == {
       "dtype": ("float32", "bfloat16")}
+
+
+def test_step_profile_attributes_the_step_to_the_model_layers(capsys, monkeypatch):
+  monkeypatch.syspath_prepend(str(pathlib.Path(__file__).parents[1] / "benchmarks"))
+  import step_profile  # pylint: disable=g-import-not-at-top
+  step_profile.main(["--model=vae", "--batch_size=4", "--steps=1", "--top=40"])
+  by_layer = capsys.readouterr().out.split("| layer | pass |")[1]
+  rows = [line.strip("| ").split(" | ") for line in by_layer.splitlines()[2:] if line]
+  # every convolution of the VAE is found by name, in the forward pass and in the gradient
+  for layer in [f"encoder_convs_{i}" for i in range(3)] + [f"decoder_convs_{i}" for i in range(3)]:
+    assert {r[1] for r in rows if r[0] == layer} == {"forward", "gradient"}, (layer, rows)
+  assert abs(sum(float(r[3].rstrip("%")) for r in rows) - 100) < 5  # nearly all of the step

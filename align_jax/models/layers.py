@@ -5,7 +5,8 @@ benchmarks/train_bench.py and README "Training speed"):
 - Convolutions (`conv_general_dilated(impl)`, the hook of flax's nn.Conv). Kernel gradients of
   stride-1 convolutions: XLA's are 1.6-2.4x slower than dW[i, j] = sum over images and
   positions of shifted(x, i, j)^T g, i.e. kh*kw matrix products accumulated over chunks of
-  CONV_CHUNK_IMAGES images so that each stays in cache. Forward passes and input gradients of
+  CONV_CHUNK_IMAGES images so that each stays in cache, ordered so that XLA transposes each
+  chunk's g once rather than every shifted x (1.1-1.5x faster again where kh*kw*c_in > c_out). Forward passes and input gradients of
   1x1 kernels, of output maps of at most IM2COL_MAX_PIXELS pixels (XLA: 10-20x slower at 2x2
   and 1x1) and, in training, of layers at most IM2COL_MAX_CHANNELS wide (1.3-1.6x) as one
   patch-matrix product per IM2COL_CHUNK_ROWS output pixels; XLA's own otherwise. Strided
@@ -15,8 +16,8 @@ benchmarks/train_bench.py and README "Training speed"):
 - 4x4 stride-2 'SAME' transposed convolutions (`ConvTranspose2x`): XLA's gradient of the
   input-dilated convolution costs 5-25x its forward pass; as four 2x2 convolutions, one per
   output phase (a sub-pixel convolution), the forward and backward together are 3-4x faster
-  (in training; inference keeps XLA's forward, which is faster there). Only with at least SUBPIXEL_MIN_FEATURES output channels (slower for the VAE's 3-channel
-  output layer).
+  (in training; inference keeps XLA's forward, which is faster there), the VAE's 3-channel
+  output layer included (its XLA kernel gradient alone cost 10 ms of a 110 ms step).
 - 2x2 stride-2 max-pooling (`max_pool_2x2`): XLA's select-and-scatter gradient costs 30-50x
   the forward pass; a mask of each window's first maximum gives the same gradient 2-5x faster.
 All agree with XLA's layers up to float rounding, the max-pool exactly (tests/test_layers.py
@@ -42,7 +43,6 @@ IM2COL_MAX_CHANNELS = 64  # patch-matrix convolutions where the input or output 
 IM2COL_MAX_PIXELS = 16  # or the output map this small (XLA:CPU: 10-20x slower at 2x2 and 1x1)
 STRIDED_MAX_PIXELS = 4  # strided ones in inference: XLA:CPU is 30-60x slower at 1x1 outputs
 IM2COL_CHUNK_ROWS = 2048  # output pixels per patch matrix (fastest of 1,024-32,768)
-SUBPIXEL_MIN_FEATURES = 16
 _NHWC = ("NHWC", "HWIO", "NHWC")
 
 
@@ -94,24 +94,31 @@ def _stride1_conv(x, kernel, padding, training: bool):
 
 def kernel_gradient(x, g, kernel_shape, padding):
   """dL/dkernel of a stride-1 NHWC/HWIO convolution, from its input `x` and output gradient `g`."""
-  kh, kw = kernel_shape[:2]
+  kh, kw, c_in, c_out = kernel_shape
   height, width = g.shape[1:3]
   chunk = _chunk_size(x.shape[0])
   accumulate = jnp.promote_types(x.dtype, jnp.float32)
+  # XLA transposes the first operand of each product: with g first, the chunk's g once for all
+  # taps; with x first, every shifted x (1.1-2x slower where kh*kw*c_in > c_out)
+  g_first = c_out < kh * kw * c_in
 
   def add_chunk(total, xg):
     xc, gc = xg
     xp = jnp.pad(xc, ((0, 0), padding[0], padding[1], (0, 0)))
-    products = [jnp.einsum("bhwi,bhwo->io", xp[:, i:i + height, j:j + width], gc,
-                           preferred_element_type=accumulate)
-                for i in range(kh) for j in range(kw)]
-    return total + jnp.stack(products).reshape(kernel_shape), None
+    taps = [xp[:, i:i + height, j:j + width] for i in range(kh) for j in range(kw)]
+    products = [jnp.einsum("bhwo,bhwi->oi", gc, tap, preferred_element_type=accumulate)
+                if g_first else
+                jnp.einsum("bhwi,bhwo->io", tap, gc, preferred_element_type=accumulate)
+                for tap in taps]
+    return total + jnp.stack(products), None
 
-  zero = jnp.zeros(kernel_shape, accumulate)
+  zero = jnp.zeros((kh * kw,) + ((c_out, c_in) if g_first else (c_in, c_out)), accumulate)
   if chunk == x.shape[0]:  # one chunk: no loop to compile
-    return add_chunk(zero, (x, g))[0]
-  return lax.scan(add_chunk, zero, (x.reshape(-1, chunk, *x.shape[1:]),
-                                    g.reshape(-1, chunk, *g.shape[1:])))[0]
+    total = add_chunk(zero, (x, g))[0]
+  else:
+    total = lax.scan(add_chunk, zero, (x.reshape(-1, chunk, *x.shape[1:]),
+                                       g.reshape(-1, chunk, *g.shape[1:])))[0]
+  return (total.transpose(0, 2, 1) if g_first else total).reshape(kernel_shape)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
@@ -259,7 +266,7 @@ class ConvTranspose2x(nn.Module):
     def plain(x, kernel):
       return lax.conv_transpose(x, kernel, (2, 2), "SAME", dimension_numbers=_NHWC)
 
-    if _rewrites(self.impl) and self.features >= SUBPIXEL_MIN_FEATURES:  # in training only
+    if _rewrites(self.impl):  # in training only
       return _with_training_form(plain, _subpixel_conv_transpose)(x, kernel) + bias
     return plain(x, kernel) + bias
 

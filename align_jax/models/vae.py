@@ -33,11 +33,13 @@ class VAE(nn.Module):
   widths: Sequence[int] = (32, 64, 128)
   bn_axis_name: str | None = None  # accepted for the engine's uniform API; no BatchNorm here
   dtype: Any = jnp.float32
-  layer_impl: str = "auto"  # the transposed convolutions' form (models/layers.py)
+  layer_impl: str = "auto"  # where convolutions are rewritten for speed (models/layers.py)
 
   def setup(self):
-    self.encoder_convs = [nn.Conv(w, (4, 4), (2, 2), padding="SAME", dtype=self.dtype)
-                          for w in self.widths]
+    self.encoder_convs = [
+        nn.Conv(w, (4, 4), (2, 2), padding="SAME", dtype=self.dtype,
+                conv_general_dilated=layers.conv_general_dilated(self.layer_impl))
+        for w in self.widths]
     self.mean_head = nn.Dense(self.latent_dim, dtype=self.dtype)
     self.logvar_head = nn.Dense(self.latent_dim, dtype=self.dtype)
     self.decoder_input = nn.Dense(4 * 4 * self.widths[-1], dtype=self.dtype)
