@@ -21,10 +21,8 @@ import sys
 import tempfile
 import time
 
+import jax
 import train_bench
-
-_MODULE = re.compile(r"^[A-Za-z]+(?:_[A-Za-z]+)*_\d+$|^(?:mean_head|logvar_head|decoder_input)$")
-
 
 def _parse_args(argv):
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
@@ -33,14 +31,27 @@ def _parse_args(argv):
   parser.add_argument("--model", default="philnet", choices=sorted(train_bench.MODELS),
                       help="model to profile (default philnet)")
   parser.add_argument("--layer_impl", default="auto", help="auto, rewritten or xla, optionally "
-                      ":bfloat16 (default auto)")
+                      "with :bfloat16 (default auto)")
   parser.add_argument("--batch_size", type=int, default=128, help="global batch (default 128)")
   parser.add_argument("--steps", type=int, default=3, help="traced steps (default 3)")
   parser.add_argument("--top", type=int, default=15, help="layers listed (default 15)")
-  return parser.parse_args(argv)
+  args = parser.parse_args(argv)
+  if not train_bench.is_variant(args.layer_impl):
+    parser.error(f"bad --layer_impl {args.layer_impl!r}: {train_bench.VARIANT_FORM}")
+  if min(args.batch_size, args.steps, args.top) < 1:
+    parser.error("batch_size, steps and top must be >= 1")
+  return args
 
 
-def _operation_sources(hlo_text: str) -> dict:
+def _module_names(variables) -> set:
+  """Every flax module name in a model's variables (the dict keys above the arrays)."""
+  names = set()
+  for path, _ in jax.tree_util.tree_flatten_with_path(variables)[0]:
+    names.update(key.key for key in path[1:-1])  # below the collection, above the array's name
+  return names
+
+
+def _operation_sources(hlo_text: str, modules: set) -> dict:
   """{HLO instruction name: (layer, 'forward' | 'gradient' | '?', primitive)} from the op
   metadata; instructions without metadata (some of XLA's rewritten gradients) are attributed to
   '(unattributed)', and loops and calls are left out (their bodies' operations are counted)."""
@@ -54,7 +65,7 @@ def _operation_sources(hlo_text: str) -> dict:
       sources[match.group(1)] = ("(unattributed)", "?", match.group(2))
       continue
     parts = op_name.group(1).split("/")
-    layers = [p for p in parts if _MODULE.match(p)]
+    layers = [p for p in parts if p in modules]
     sources[match.group(1)] = (layers[-1] if layers else "",
                                "gradient" if "transpose(" in op_name.group(1) else "forward",
                                re.sub(r"\W.*", "", parts[-1]))
@@ -63,12 +74,13 @@ def _operation_sources(hlo_text: str) -> dict:
 
 def main(argv=None) -> None:
   args = _parse_args(argv)
-  import jax  # pylint: disable=g-import-not-at-top
+  print(f"{args.model}: compiling the train step, then timing and tracing {args.steps} steps...",
+        flush=True)
   kind, kwargs, task, _ = train_bench.MODELS[args.model]
   contender = train_bench.align_jax_contender(args.model, kind, kwargs, task, args.layer_impl,
                                               args.batch_size)
-  sources = _operation_sources(contender.train_hlo())
-  contender.train(2)  # compilation and warm-up
+  sources = _operation_sources(contender.train_hlo(), _module_names(contender.variables))
+  contender.train(2)  # warm-up (the compilation is train_hlo's, cached)
   start = time.perf_counter()
   contender.train(args.steps)
   step_ms = (time.perf_counter() - start) / args.steps * 1000

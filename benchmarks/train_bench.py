@@ -56,26 +56,35 @@ def _parse_args(argv):
   if unknown:
     parser.error(f"unknown models {sorted(unknown)}; choose from {list(MODELS)}")
   for variant in args.variants.split(","):
-    policy, _, dtype = variant.partition(":")
-    if policy not in ("auto", "rewritten", "xla") or dtype not in ("", "float32", "bfloat16"):
-      parser.error(f"bad variant {variant!r}: use POLICY[:DTYPE], POLICY in auto, rewritten, xla;"
-                   " DTYPE float32 or bfloat16")
+    if not is_variant(variant):
+      parser.error(f"bad variant {variant!r}: {VARIANT_FORM}")
   if args.batch_size < 1 or args.repeats < 1 or args.steps < 0:
     parser.error("batch_size and repeats must be >= 1, steps >= 0")
   return args
 
 
+VARIANT_FORM = "use POLICY[:DTYPE], POLICY in auto, rewritten, xla; DTYPE float32 or bfloat16"
+
+
+def is_variant(variant: str) -> bool:
+  """Whether `variant` names an align_jax contender: POLICY[:DTYPE] (VARIANT_FORM)."""
+  policy, _, dtype = variant.partition(":")
+  return policy in ("auto", "rewritten", "xla") and dtype in ("", "float32", "bfloat16")
+
+
 class _Contender:
   """A named pair of callables that each run `steps` train steps / one inference batch, and
-  block until the work is done; align_jax's also give their compiled train step's HLO text."""
+  block until the work is done; align_jax's also give their compiled train step's HLO text and
+  the model's variables."""
 
-  def __init__(self, name, train, infer, train_hlo=None):
-    self.name, self.train, self.infer, self.train_hlo = name, train, infer, train_hlo
+  def __init__(self, name, train, infer, train_hlo=None, variables=None):
+    self.name, self.train, self.infer = name, train, infer
+    self.train_hlo, self.variables = train_hlo, variables
     self.first_call = None
 
 
 def align_jax_contender(name: str, kind: str, model_kwargs: dict, task_name: str, variant: str,
-               batch_size: int) -> _Contender:
+                        batch_size: int) -> _Contender:
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from flax import jax_utils  # pylint: disable=g-import-not-at-top
@@ -120,7 +129,7 @@ def align_jax_contender(name: str, kind: str, model_kwargs: dict, task_name: str
   def train_hlo():
     return p_train.lower(holder["state"], batch, holder["key"]).compile().as_text()
 
-  return _Contender(name, train, infer, train_hlo)
+  return _Contender(name, train, infer, train_hlo, variables)
 
 
 def _pytorch(name: str, batch_size: int) -> _Contender:

@@ -241,6 +241,10 @@ def test_resume_allows_a_new_layer_impl_and_refuses_a_new_dtype():
 def test_step_profile_attributes_the_step_to_the_model_layers(capsys, monkeypatch):
   monkeypatch.syspath_prepend(str(pathlib.Path(__file__).parents[1] / "benchmarks"))
   import step_profile  # pylint: disable=g-import-not-at-top
+  for bad in ("--layer_impl=fast", "--steps=0", "--model=vgg"):
+    with pytest.raises(SystemExit):
+      step_profile.main([bad])
+    assert "error:" in capsys.readouterr().err
   step_profile.main(["--model=vae", "--batch_size=4", "--steps=1", "--top=40"])
   by_layer = capsys.readouterr().out.split("| layer | pass |")[1]
   rows = [line.strip("| ").split(" | ") for line in by_layer.splitlines()[2:] if line]

@@ -6,10 +6,11 @@ benchmarks/train_bench.py and README "Training speed"):
   stride-1 convolutions: XLA's are 1.6-2.4x slower than dW[i, j] = sum over images and
   positions of shifted(x, i, j)^T g, i.e. kh*kw matrix products accumulated over chunks of
   CONV_CHUNK_IMAGES images so that each stays in cache, ordered so that XLA transposes each
-  chunk's g once rather than every shifted x (1.1-1.5x faster again where kh*kw*c_in > c_out). Forward passes and input gradients of
-  1x1 kernels, of output maps of at most IM2COL_MAX_PIXELS pixels (XLA: 10-20x slower at 2x2
-  and 1x1) and, in training, of layers at most IM2COL_MAX_CHANNELS wide (1.3-1.6x) as one
-  patch-matrix product per IM2COL_CHUNK_ROWS output pixels; XLA's own otherwise. Strided
+  chunk's g once rather than every shifted x (1.1-1.5x faster again where kh*kw*c_in > c_out).
+  Forward passes and input gradients of 1x1 kernels, of output maps of at most
+  IM2COL_MAX_PIXELS pixels (XLA: 10-20x slower at 2x2 and 1x1) and, in training, of layers at
+  most IM2COL_MAX_CHANNELS wide (1.3-1.6x) as one patch-matrix product per IM2COL_CHUNK_ROWS
+  output pixels; XLA's own otherwise. Strided
   convolutions become stride-1 ones first: 1x1 kernels read every s-th pixel, other kernels
   are zero-extended to a multiple of the stride and s x s pixel blocks become channels (XLA:
   up to 270 ms for ResNet-50's 2x2 -> 1x1 3x3 convolution, which becomes a 4 ms product).
