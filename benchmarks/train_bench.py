@@ -8,6 +8,8 @@ repeat), on the same synthetic batch shape (global batch --batch_size, 32x32x3, 
   pytorch            the same architecture (benchmarks/torch_models.py), AdamW, float32, NCHW:
                      zero_grad, forward, loss, backward, step.
 Inference is the model in evaluation mode on the same batch (jitted apply; torch.no_grad).
+The process keeps freed host memory for reuse (align_jax/host_memory.py, as the entry points
+do; it applies to PyTorch alike) unless --release_freed_memory.
 Reported: images/s from the median step time over --repeats (each --steps steps), ratios
 against PyTorch, and align_jax's first call (compilation included) separately.
 
@@ -51,6 +53,10 @@ def _parse_args(argv):
                       help="steps per timed turn (default 0: per model, 1-5)")
   parser.add_argument("--no_torch", action="store_true", help="time align_jax alone")
   parser.add_argument("--no_inference", action="store_true", help="time train steps only")
+  parser.add_argument("--release_freed_memory", action="store_true",
+                      help="leave glibc's malloc as it is (freed memory goes back to the OS); "
+                           "by default host_memory.retain_freed_memory() is called first, as the "
+                           "entry points do, for every contender alike")
   args = parser.parse_args(argv)
   unknown = set(args.models.split(",")) - set(MODELS)
   if unknown:
@@ -196,6 +202,8 @@ def main(argv=None) -> None:
   args = _parse_args(argv)
   sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  from align_jax import host_memory  # pylint: disable=g-import-not-at-top
+  retained = not args.release_freed_memory and host_memory.retain_freed_memory()
   torch_note = ""
   if not args.no_torch:
     try:
@@ -208,7 +216,8 @@ def main(argv=None) -> None:
   devices = jax.local_devices()
   print(f"align_jax on {len(devices)} x {devices[0].device_kind} ({jax.default_backend()}), "
         f"jax {jax.__version__}; {torch_note or 'no PyTorch'}; batch {args.batch_size}, "
-        f"{args.repeats} repeats, medians", flush=True)
+        f"{args.repeats} repeats, medians; freed host memory "
+        f"{'retained' if retained else 'released (glibc default)'}", flush=True)
   rows = []
   for name in args.models.split(","):
     kind, kwargs, task, default_steps = MODELS[name]

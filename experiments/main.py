@@ -120,6 +120,9 @@ def _help(main_module, config_module, spec: str) -> str:
            "Open MPI and Cloud TPU are auto-detected)",
            "  --coordinator_address=HOST:PORT --num_processes=N --process_id=I",
            "                       multi-host without a cluster manager (README, 'Clusters')",
+           "  --noretain_freed_memory  give freed host memory back to the OS at once (glibc's "
+           "default);",
+           "                       by default it is kept for reuse (~10-20% faster steps on CPUs)",
            "  --verbosity=1        also show other libraries' INFO logs (orbax, jax, TF)",
            "", f"Config fields of {spec} (default): meaning:"]
   for name in sorted(config.keys()):
@@ -157,6 +160,9 @@ def run(config_module, entry: str, describe, check: str) -> None:
   flags.DEFINE_integer("num_processes", None, "How many processes (implies --distributed).")
   flags.DEFINE_integer("process_id", None, "This process's index, 0..num_processes-1 (implies "
                        "--distributed).")
+  flags.DEFINE_bool("retain_freed_memory", True, "Keep freed host memory for reuse instead of "
+                    "returning it to the OS (glibc; align_jax/host_memory.py): ~10-20% faster "
+                    "steps on CPUs; resident memory stays near its peak.")
   default = os.path.join(CONFIG_DIR, os.path.basename(config_module.__file__))
   sys.argv = prepare_argv(sys.argv, default)  # config_flags reads sys.argv while defining
   if asks_for_help(sys.argv[1:]):
@@ -174,7 +180,7 @@ def run(config_module, entry: str, describe, check: str) -> None:
       lock_config=True)
   flags.mark_flags_as_required(["workdir"])
   for name in ("workdir", "config", "distributed", "coordinator_address", "num_processes",
-               "process_id"):  # list them under --help, not only --helpfull
+               "process_id", "retain_freed_memory"):  # listed under --help, not --helpfull only
     flags.FLAGS.register_flag_by_module(sys.argv[0], flags.FLAGS[name])
   app.run(lambda argv: _main(argv, entry, describe, check))
 
@@ -191,6 +197,9 @@ def _main(argv, entry: str, describe, check: str) -> None:
     getattr(config_checks, check)(flags.FLAGS.config)
   except InputError as e:
     sys.exit(f"error: {e}")
+  if flags.FLAGS.retain_freed_memory:  # before JAX's runtime starts its threads
+    from align_jax import host_memory  # pylint: disable=g-import-not-at-top
+    host_memory.retain_freed_memory()
   from align_jax import multihost  # pylint: disable=g-import-not-at-top
   from align_jax.training.checkpoint import CheckpointError  # pylint: disable=g-import-not-at-top
   module, function = entry.split(":")

@@ -35,7 +35,7 @@ def _run(entry: str, args: list[str]) -> subprocess.CompletedProcess:
 def test_config_and_overrides_work_in_either_order_and_bad_values_fail_fast(entry, tmp_path):
   config, override, message = ENTRY_POINTS[entry]
   flags = [f"--config=experiments/configs/{config}", f"--config.{override}"]
-  for order in (flags, flags[::-1]):
+  for order in (flags, flags[::-1], ["--noretain_freed_memory", *flags]):
     start = time.perf_counter()
     proc = _run(entry, [f"--workdir={tmp_path}/w", *order])
     assert proc.returncode != 0 and message in proc.stderr, (order, proc.stderr)
@@ -51,6 +51,7 @@ def test_help_exits_0_and_explains_every_top_level_field(entry):
   fields = proc.stdout.split("(default): meaning:")[1].strip().splitlines()
   assert fields and all("see README" not in line and "): " in line for line in fields), fields
   assert "--workdir=DIR" in proc.stdout and "python -m experiments." in proc.stdout
+  assert "--noretain_freed_memory" in proc.stdout
   usage = [line.strip() for line in proc.stdout.split("Flags:")[0].splitlines()]
   assert not [line for line in usage if "   " in line], usage  # no line break lost to spaces
 
