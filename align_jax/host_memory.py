@@ -25,8 +25,11 @@ def retain_freed_memory() -> bool:
   """One malloc arena, no mmap-served blocks, trimming only beyond 2 GiB: freed memory stays in
   the process for the next allocation. Call it before anything starts JAX's runtime (threads
   that allocated earlier keep their own arenas). Returns whether glibc took every setting;
-  elsewhere (macOS, musl) nothing changes and it returns False."""
-  libc = ctypes.CDLL(None)
+  elsewhere (macOS, musl, Windows) nothing changes and it returns False."""
+  try:
+    libc = ctypes.CDLL(None)  # the process's own symbols (Windows has no such handle)
+  except (OSError, TypeError):
+    return False
   if not (hasattr(libc, "gnu_get_libc_version") and hasattr(libc, "mallopt")):
     return False
   return all(libc.mallopt(parameter, value) == 1 for parameter, value in SETTINGS)

@@ -43,3 +43,23 @@ def test_retained_memory_is_reused_without_page_faults():
   # retained: reused (measured: a fresh block in 0-2 runs of 10, as the heap settles)
   assert retained < 0.5 * BLOCK_PAGES, retained
 
+
+
+def test_without_glibc_nothing_changes(monkeypatch):
+  """macOS and musl have no glibc malloc, Windows no process handle: a no-op, not an error."""
+  import ctypes  # pylint: disable=g-import-not-at-top
+
+  from align_jax import host_memory  # pylint: disable=g-import-not-at-top
+
+  class NotGlibc:
+    def mallopt(self, *args):
+      raise AssertionError("mallopt called outside glibc")
+
+  monkeypatch.setattr(ctypes, "CDLL", lambda name: NotGlibc())
+  assert host_memory.retain_freed_memory() is False
+
+  def no_handle(name):
+    raise TypeError("no handle for None")
+
+  monkeypatch.setattr(ctypes, "CDLL", no_handle)
+  assert host_memory.retain_freed_memory() is False
