@@ -238,6 +238,7 @@ def test_resume_allows_a_new_layer_impl_and_refuses_a_new_dtype():
       "dtype": ("float32", "bfloat16")}
 
 
+@pytest.mark.slow  # a benchmark script's test (15 s): the default run stays under ~10 min
 def test_step_profile_attributes_the_step_to_the_model_layers(capsys, monkeypatch):
   monkeypatch.syspath_prepend(str(pathlib.Path(__file__).parents[1] / "benchmarks"))
   import step_profile  # pylint: disable=g-import-not-at-top
