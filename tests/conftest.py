@@ -1,11 +1,22 @@
 """Shared fixtures: tiny fake CIFAR-10 archives, the offline data directory, tiny configs."""
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
+
+# The tests compile the same small programs many times over (every fold, resumed run and
+# entry-point subprocess builds its own train step): a compilation cache shared by this session
+# and its subprocesses, set before JAX is imported, compiles each once. Emptied at exit.
+_COMPILATION_CACHE = tempfile.mkdtemp(prefix="align_jax_tests_xla_cache_")
+atexit.register(shutil.rmtree, _COMPILATION_CACHE, ignore_errors=True)
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _COMPILATION_CACHE)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
 
 SHARED_DATA = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "shared",
                                            "data"))

@@ -3,7 +3,8 @@ compute option.
 
 Tolerances: float32, 2e-5 relative to the largest entry of each compared array for single
 layers (a reordered sum of up to a few thousand float32 products; measured <= 2e-6 here and
-<= 1.2e-5 on the full-size PhilNet layer of 131,072 rows), 1e-3 relative to each array's norm
+<= 1.2e-5 on the full-size PhilNet layer of 131,072 rows; Winograd's form <= 9e-6 here, and
+3e-5 against a float64 reference at PhilNet's widths, its own test), 1e-3 relative to each array's norm
 for whole models' gradients (`_close_in_norm` says why), the max-pool's gradient exactly.
 """
 
@@ -62,7 +63,12 @@ def _value_and_grads(fn, x, kernel):
     (5, 6, (2, 2), ((1, 0), (0, 1)), (6, 5)),  # asymmetric padding (the sub-pixel phases)
     (4, 9, (5, 3), ((2, 2), (1, 1)), (6, 5)),
     (4, 9, (3, 3), ((0, 0), (0, 0)), (6, 5)),  # VALID
-    (4, 9, (3, 3), ((1, 1), (1, 1)), (72, 80)),  # wide, 81 pixels: XLA's forward
+    (4, 9, (5, 3), ((2, 2), (1, 1)), (72, 80)),  # wide, 81 pixels, not 3x3: XLA's forward
+    (4, 8, (3, 3), ((1, 1), (1, 1)), (32, 40)),  # Winograd, 4x4 output tiles
+    (3, 9, (3, 3), ((1, 1), (1, 1)), (72, 80)),  # 4x4 tiles over 12x12, cropped to 9x9
+    (3, 5, (3, 3), ((1, 1), (1, 1)), (32, 36)),  # 2x2 tiles (maps of 4-7 pixels), cropped
+    (2, 10, (3, 3), ((0, 0), (0, 0)), (40, 32)),  # VALID Winograd: 8x8 output
+    (2, 12, (3, 3), ((2, 0), (1, 2)), (32, 32)),  # uneven padding: 12x13 output
     (6, 2, (3, 3), ((1, 1), (1, 1)), (72, 80)),  # wide but 2x2: patch matrices
     (6, 1, (3, 3), ((1, 1), (1, 1)), (72, 80)),
 ])
@@ -117,6 +123,39 @@ def test_conv_transpose_2x_equals_flax_conv_transpose(features, impl):
   _close(_value_and_grads(run(ours), x, kernel), _value_and_grads(run(reference), x, kernel))
 
 
+@pytest.mark.parametrize("shape,kernel_shape,padding,tile", [
+    ((1, 8, 8, 32), (3, 3, 32, 64), ((1, 1), (1, 1)), 4),
+    ((1, 8, 7, 64), (3, 3, 64, 32), ((1, 1), (1, 1)), 2),  # a side under 8: 2x2 tiles
+    ((1, 4, 4, 512), (3, 3, 512, 512), ((1, 1), (1, 1)), 2),
+    ((1, 3, 3, 512), (3, 3, 512, 512), ((1, 1), (1, 1)), 0),  # map too small
+    ((1, 32, 32, 3), (3, 3, 3, 32), ((1, 1), (1, 1)), 0),  # too narrow (PhilNet's first layer)
+    ((1, 32, 32, 64), (3, 3, 64, 31), ((1, 1), (1, 1)), 0),
+    ((1, 32, 32, 64), (5, 5, 64, 64), ((2, 2), (2, 2)), 0),  # not 3x3
+])
+def test_winograd_is_chosen_for_wide_3x3_float32_convolutions(shape, kernel_shape, padding,
+                                                              tile):
+  assert layers._winograd_tile(jax.ShapeDtypeStruct(shape, jnp.float32), kernel_shape,
+                               padding) == tile
+  # bfloat16's 8 mantissa bits would not survive the transforms' sums (coefficients up to 8)
+  assert layers._winograd_tile(jax.ShapeDtypeStruct(shape, jnp.bfloat16), kernel_shape,
+                               padding) == 0
+
+
+def test_winograd_error_against_float64_is_within_3e_5_of_the_output():
+  """F(4x4, 3x3) sums products transformed by coefficients up to 8: more rounding than a
+  direct convolution's, bounded here at a PhilNet width (measured 8e-6 against XLA's 6e-7)."""
+  rng = np.random.default_rng(0)
+  x = rng.standard_normal((2, 16, 16, 128))
+  kernel = rng.standard_normal((3, 3, 128, 256)) / np.sqrt(9 * 128)
+  padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  exact = sum(np.einsum("bhwc,co->bhwo", padded[:, i:i + 16, j:j + 16], kernel[i, j])
+              for i in range(3) for j in range(3))
+  ours = layers.shifted_gemm_conv(jnp.asarray(x, jnp.float32), jnp.asarray(kernel, jnp.float32),
+                                  ((1, 1), (1, 1)))
+  assert layers._winograd_tile(ours, kernel.shape, ((1, 1), (1, 1))) == 4
+  assert np.abs(np.asarray(ours, np.float64) - exact).max() <= 3e-5 * np.abs(exact).max()
+
+
 def test_policy_picks_per_backend_and_rejects_unknown_names():
   assert jax.default_backend() == "cpu"
   assert layers.conv_general_dilated("auto") is not None  # CPU: rewritten
@@ -146,7 +185,7 @@ def test_models_have_the_same_parameters_and_gradients_under_every_impl(name, kw
   def grads(model):
     loss = lambda p: jnp.sum(model.apply({**variables["xla"], "params": p}, x,
                                          train=False)[0] ** 2)
-    return jax.value_and_grad(loss)(variables["xla"]["params"])
+    return jax.jit(jax.value_and_grad(loss))(variables["xla"]["params"])
 
   _close_in_norm(grads(models["rewritten"]), grads(models["xla"]))
 
@@ -175,10 +214,15 @@ def test_training_curves_are_equal_under_every_impl():
   rewritten, rewritten_params = _train_losses("rewritten")
   reference, reference_params = _train_losses("xla")
   assert reference[-1] < 0.7 * reference[0], reference  # the steps do train
-  np.testing.assert_allclose(rewritten, reference, rtol=1e-4)
+  # Rounding differences (Winograd's <= 3e-5 of a layer's output, the direct rewrites' ~1e-6)
+  # stay near 1e-5 of the loss for four steps; then a pre-activation or a pooling tie within
+  # rounding of the other branch flips, and SGD at lr 0.05 on 16 images carries it: measured
+  # 6e-4 of the loss and of the parameters' norm at step 6 (the direct rewrites alone: 4e-5, 1e-4).
+  np.testing.assert_allclose(rewritten[:4], reference[:4], rtol=5e-5)  # measured <= 8e-6
+  np.testing.assert_allclose(rewritten, reference, rtol=2e-3)
   flat = lambda tree: np.concatenate([np.ravel(p) for p in jax.tree.leaves(tree)])
   drift = np.linalg.norm(flat(rewritten_params) - flat(reference_params))
-  assert drift <= 1e-3 * np.linalg.norm(flat(reference_params)), drift  # measured 1.1e-4
+  assert drift <= 2e-3 * np.linalg.norm(flat(reference_params)), drift
 
 
 def test_bfloat16_computes_in_bf16_keeps_float32_parameters_and_tracks_float32():
