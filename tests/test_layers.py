@@ -297,3 +297,17 @@ def test_step_profile_attributes_the_step_to_the_model_layers(capsys, monkeypatc
   for layer in [f"encoder_convs_{i}" for i in range(3)] + [f"decoder_convs_{i}" for i in range(3)]:
     assert {r[1] for r in rows if r[0] == layer} == {"forward", "gradient"}, (layer, rows)
   assert abs(sum(float(r[3].rstrip("%")) for r in rows) - 100) < 5  # nearly all of the step
+
+
+def test_conv_layers_benchmark_times_both_forms_and_restores_the_default(capsys, monkeypatch):
+  monkeypatch.syspath_prepend(str(pathlib.Path(__file__).parents[1] / "benchmarks"))
+  import conv_layers  # pylint: disable=g-import-not-at-top
+  for bad in ("--layers=8x32", "--layers=axb", "--repeats=0"):
+    with pytest.raises(SystemExit):
+      conv_layers.main([bad])
+    assert "error:" in capsys.readouterr().err
+  default = layers.WINOGRAD_MIN_CHANNELS
+  conv_layers.main(["--layers=8x32x32", "--batch_size=2", "--repeats=1", "--no_torch"])
+  rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 8x8")]
+  assert [row.split(" | ")[1] for row in rows] == ["direct", "winograd"]
+  assert layers.WINOGRAD_MIN_CHANNELS == default

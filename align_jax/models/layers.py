@@ -6,9 +6,10 @@ benchmarks/train_bench.py and README "Training speed"):
   WINOGRAD_MIN_PIXELS: Winograd's minimal filtering F(4x4, 3x3) (F(2x2, 3x3) on maps under
   8x8), for the forward pass, the input gradient (itself such a convolution) and the kernel
   gradient: 36 multiplications per 4x4 outputs instead of 144, as 36 matrix products. Per
-  PhilNet layer, forward + both gradients 1.6-2.1x faster than the rewrites below (e.g. 16x16,
-  128 -> 256: 322 -> 171 ms), within 3e-5 of the largest output (direct: ~1e-6). bfloat16 keeps
-  the direct form (its 8 mantissa bits would not survive the transforms).
+  PhilNet layer, forward + both gradients 1.5-2.0x faster than the rewrites below (e.g. 16x16,
+  128 -> 256: 322 -> 175 ms; benchmarks/conv_layers.py), within 3e-5 of the largest output
+  (direct: ~1e-6). bfloat16 keeps the direct form (its 8 mantissa bits would not survive the
+  transforms).
 - Other convolutions (`conv_general_dilated(impl)`, the hook of flax's nn.Conv). Kernel
   gradients of stride-1 convolutions: XLA's are 1.6-2.4x slower than dW[i, j] = sum over images and
   positions of shifted(x, i, j)^T g, i.e. kh*kw matrix products accumulated over chunks of
@@ -180,7 +181,7 @@ def _winograd_kernel_gradient(x, g, kernel_shape, padding):
 
 
 def _stride1_conv(x, kernel, padding, training: bool):
-  """Winograd's form where `_winograd_tile` allows (forward 1.7-2.2x faster than XLA:CPU's
+  """Winograd's form where `_winograd_tile` allows (forward 1.5-2.3x faster than XLA:CPU's
   convolution or patch matrices on 32-512 channels). XLA:CPU's convolution is slowest for 1x1 kernels and small
   maps, and in training also for narrow layers: those go through patch matrices. (In inference
   XLA fuses the narrow layers' convolutions with what follows, which patch matrices would

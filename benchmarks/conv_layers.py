@@ -1,0 +1,125 @@
+"""Per-layer times of PhilNet's 3x3 convolutions: Winograd's form against the direct rewrites.
+
+For each layer (map size, channels in -> out) at --batch_size, the three parts of a train
+step's convolution, each jitted on its own: the forward pass (as in training), the input
+gradient and the kernel gradient, under
+  direct     the rewrites of align_jax/models/layers.py without Winograd's form (patch
+             matrices, shifted products, XLA's convolution; WINOGRAD_MIN_CHANNELS out of reach)
+  winograd   what layer_impl='auto' does on a CPU now
+and PyTorch's forward + both gradients of the same convolution (NCHW) where it is installed.
+All take turns in one process; medians of --repeats, milliseconds.
+
+  python benchmarks/conv_layers.py
+  python benchmarks/conv_layers.py --layers=16x128x256 --repeats=11
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+PHILNET_LAYERS = "32x32x64,16x64x128,16x128x256,8x256x512"  # map x c_in x c_out
+PADDING = ((1, 1), (1, 1))
+
+
+def _parse_args(argv):
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                   formatter_class=argparse.RawDescriptionHelpFormatter,
+                                   epilog=__doc__.split("\n\n", 1)[1])
+  parser.add_argument("--layers", default=PHILNET_LAYERS,
+                      help=f"comma-separated MAPxC_INxC_OUT (default PhilNet's: {PHILNET_LAYERS})")
+  parser.add_argument("--batch_size", type=int, default=128, help="images (default 128)")
+  parser.add_argument("--repeats", type=int, default=7, help="timed turns (default 7)")
+  parser.add_argument("--no_torch", action="store_true", help="leave PyTorch out")
+  args = parser.parse_args(argv)
+  try:
+    args.layers = [tuple(int(n) for n in layer.split("x")) for layer in args.layers.split(",")]
+  except ValueError:
+    parser.error(f"bad --layers {args.layers!r}: use MAPxC_INxC_OUT, e.g. 16x128x256")
+  if any(len(layer) != 3 or min(layer) < 1 for layer in args.layers) or min(
+      args.batch_size, args.repeats) < 1:
+    parser.error("each layer needs three positive numbers; batch_size and repeats must be >= 1")
+  return args
+
+
+def _parts(layers, min_channels: int, kernel_shape):
+  """Jitted (forward, input gradient, kernel gradient) with Winograd's form from
+  `min_channels` channels; the constant is read when they are traced, i.e. at their first call."""
+  import jax  # pylint: disable=g-import-not-at-top
+  layers.WINOGRAD_MIN_CHANNELS = min_channels
+  return {"forward": jax.jit(lambda x, w: layers._stride1_conv(x, w, PADDING, True)),  # pylint: disable=protected-access
+          "input gradient": jax.jit(lambda g, w: layers._input_gradient(g, w, PADDING)),  # pylint: disable=protected-access
+          "kernel gradient": jax.jit(lambda x, g: layers.kernel_gradient(x, g, kernel_shape,
+                                                                         PADDING))}
+
+
+def _torch_step(x, w, g):
+  import torch  # pylint: disable=g-import-not-at-top
+  xt = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).requires_grad_(True)
+  wt = torch.from_numpy(w.transpose(3, 2, 0, 1).copy()).requires_grad_(True)
+  gt = torch.from_numpy(g.transpose(0, 3, 1, 2).copy())
+
+  def step():
+    y = torch.nn.functional.conv2d(xt, wt, padding=1)
+    torch.autograd.grad(y, (xt, wt), gt)
+  return step
+
+
+def main(argv=None) -> None:
+  args = _parse_args(argv)
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  from align_jax import host_memory  # pylint: disable=g-import-not-at-top
+  host_memory.retain_freed_memory()
+  if not args.no_torch:
+    try:
+      import torch  # pylint: disable=g-import-not-at-top
+      torch.set_num_threads(os.cpu_count())
+    except ImportError:
+      print("PyTorch is not installed (pip install -e \".[bench]\"); timing align_jax alone.")
+      args.no_torch = True
+  import jax  # pylint: disable=g-import-not-at-top
+  from align_jax.models import layers  # pylint: disable=g-import-not-at-top
+  print(f"batch {args.batch_size}, {args.repeats} repeats, medians in ms; jax {jax.__version__} "
+        f"on {jax.default_backend()}", flush=True)
+  default_min_channels = layers.WINOGRAD_MIN_CHANNELS
+  print("| layer | form | forward | input gradient | kernel gradient | total |")
+  print("|---|---|---|---|---|---|")
+  for size, c_in, c_out in args.layers:
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((args.batch_size, size, size, c_in), np.float32)
+    w = (rng.standard_normal((3, 3, c_in, c_out)) / np.sqrt(9 * c_in)).astype(np.float32)
+    g = rng.standard_normal((args.batch_size, size, size, c_out), np.float32)
+    inputs = {"forward": (x, w), "input gradient": (g, w), "kernel gradient": (x, g)}
+    forms = {}
+    for form, min_channels in (("direct", 1 << 30), ("winograd", default_min_channels)):
+      forms[form] = _parts(layers, min_channels, w.shape)
+      for part, fn in forms[form].items():  # traced and compiled now, under this form
+        jax.block_until_ready(fn(*inputs[part]))
+    layers.WINOGRAD_MIN_CHANNELS = default_min_channels
+    torch_step = None if args.no_torch else _torch_step(x, w, g)
+    times = {}
+    for _ in range(args.repeats):
+      for form, parts in forms.items():
+        for part, fn in parts.items():
+          start = time.perf_counter()
+          jax.block_until_ready(fn(*inputs[part]))
+          times.setdefault((form, part), []).append(time.perf_counter() - start)
+      if torch_step:
+        start = time.perf_counter()
+        torch_step()
+        times.setdefault(("pytorch", "total"), []).append(time.perf_counter() - start)
+    ms = {key: 1000 * statistics.median(v) for key, v in times.items()}
+    name = f"{size}x{size} {c_in}->{c_out}"
+    for form in forms:
+      parts = [ms[(form, part)] for part in inputs]
+      print(f"| {name} | {form} | " + " | ".join(f"{t:.1f}" for t in parts)
+            + f" | {sum(parts):.1f} |", flush=True)
+    if torch_step:
+      print(f"| {name} | pytorch | - | - | - | {ms[('pytorch', 'total')]:.1f} |", flush=True)
+
+
+if __name__ == "__main__":
+  main()
