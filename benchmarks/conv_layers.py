@@ -49,9 +49,10 @@ def _parts(layers, min_channels: int, kernel_shape):
   """Jitted (forward, input gradient, kernel gradient) with Winograd's form from
   `min_channels` channels; the constant is read when they are traced, i.e. at their first call."""
   import jax  # pylint: disable=g-import-not-at-top
+  # pylint: disable=protected-access
   layers.WINOGRAD_MIN_CHANNELS = min_channels
-  return {"forward": jax.jit(lambda x, w: layers._stride1_conv(x, w, PADDING, True)),  # pylint: disable=protected-access
-          "input gradient": jax.jit(lambda g, w: layers._input_gradient(g, w, PADDING)),  # pylint: disable=protected-access
+  return {"forward": jax.jit(lambda x, w: layers._stride1_conv(x, w, PADDING, True)),
+          "input gradient": jax.jit(lambda g, w: layers._input_gradient(g, w, PADDING)),
           "kernel gradient": jax.jit(lambda x, g: layers.kernel_gradient(x, g, kernel_shape,
                                                                          PADDING))}
 

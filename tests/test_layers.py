@@ -4,8 +4,9 @@ compute option.
 Tolerances: float32, 2e-5 relative to the largest entry of each compared array for single
 layers (a reordered sum of up to a few thousand float32 products; measured <= 2e-6 here and
 <= 1.2e-5 on the full-size PhilNet layer of 131,072 rows; Winograd's form <= 9e-6 here, and
-3e-5 against a float64 reference at PhilNet's widths, its own test), 1e-3 relative to each array's norm
-for whole models' gradients (`_close_in_norm` says why), the max-pool's gradient exactly.
+3e-5 against a float64 reference at PhilNet's widths, its own test), 1e-3 relative to each
+array's norm for whole models' gradients (`_close_in_norm` says why), the max-pool's gradient
+exactly.
 """
 
 import functools

@@ -182,10 +182,10 @@ def _winograd_kernel_gradient(x, g, kernel_shape, padding):
 
 def _stride1_conv(x, kernel, padding, training: bool):
   """Winograd's form where `_winograd_tile` allows (forward 1.5-2.3x faster than XLA:CPU's
-  convolution or patch matrices on 32-512 channels). XLA:CPU's convolution is slowest for 1x1 kernels and small
-  maps, and in training also for narrow layers: those go through patch matrices. (In inference
-  XLA fuses the narrow layers' convolutions with what follows, which patch matrices would
-  undo: measured slower.)"""
+  convolution or patch matrices on 32-512 channels). XLA:CPU's convolution is slowest for 1x1
+  kernels and small maps, and in training also for narrow layers: those go through patch
+  matrices. (In inference XLA fuses the narrow layers' convolutions with what follows, which
+  patch matrices would undo: measured slower.)"""
   kh, kw, c_in, c_out = kernel.shape
   pixels = math.prod(_output_pixels(x, kernel.shape, padding))
   if _winograd_tile(x, kernel.shape, padding):
