@@ -14,9 +14,6 @@ import re
 import logging as std_logging
 import sys
 
-from absl import app, flags, logging
-from ml_collections import config_flags
-
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
 CONFIG_FLAG = "--config"
 HELP_FLAGS = ("--help", "-h", "--helpshort", "-?", "--helpfull")
@@ -30,6 +27,27 @@ def asks_for_help(args: list[str]) -> bool:
     if name in HELP_FLAGS and value.lower() in TRUE_VALUES:
       return True
   return False
+
+
+def _explain_missing_dependency(error: ModuleNotFoundError) -> None:
+  """Where the project is not installed in this Python: the entry point's usage (for --help,
+  exit 0) or an `error:` line (exit 1), each saying how to install, instead of a traceback."""
+  install = (f"align_jax's dependencies are not installed in this Python ({sys.executable}: "
+             f"no module named {error.name!r}); from the repository root: python3 -m venv .venv "
+             f"&& . .venv/bin/activate && pip install -e . (README, Quick start)")
+  if asks_for_help(sys.argv[1:]):
+    usage = (getattr(sys.modules.get("__main__"), "__doc__", None) or "").strip()
+    print(f"{usage}\n\nThe full list of flags and config fields needs the dependencies:\n"
+          f"{install}")
+    sys.exit(0)
+  sys.exit(f"error: {install}")
+
+
+try:
+  from absl import app, flags, logging
+  from ml_collections import config_flags
+except ModuleNotFoundError as missing:
+  _explain_missing_dependency(missing)
 OWN_PACKAGES = ("align_jax", "experiments")
 # Warnings orbax gives for every checkpoint opened read-only, as the alignment does by design.
 BENIGN_WARNINGS = ("CheckpointManagerOptions.read_only=True", "Given directory is read only")

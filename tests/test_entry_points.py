@@ -91,3 +91,17 @@ def test_the_closing_line_names_the_report_and_results_by_full_path():
 def test_light_name_lists_match_what_is_implemented():
   assert names.MODELS == tuple(MODELS) and names.TASKS == tuple(tasks.TASKS)
   assert names.FINETUNE_TARGETS == tuple(finetune.TARGETS)
+
+
+@pytest.mark.parametrize("args,status", [(["--help"], 0), (["--workdir=w"], 1)])
+def test_without_the_dependencies_entry_points_say_how_to_install(args, status):
+  """As in a Python where the project is not installed: absl cannot be imported."""
+  code = ("import runpy, sys; sys.modules['absl'] = None; "
+          "runpy.run_module('experiments.train_philnet', run_name='__main__', alter_sys=True)")
+  proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  assert proc.returncode == status, proc.stderr
+  assert "Traceback" not in proc.stderr
+  assert "pip install -e ." in proc.stdout + proc.stderr
+  if status == 0:
+    assert "python -m experiments.train_philnet --workdir=W" in proc.stdout
