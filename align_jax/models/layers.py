@@ -147,12 +147,11 @@ def _input_tiles(x, padding, m: int, tiles_hw):
 
 # jitted as one program: run eagerly (e.g. model.init outside jit), its ~100 small operations
 # would each be compiled on their own (seconds); inside a jitted step XLA inlines it
-@functools.partial(jax.jit, static_argnums=2)
-def _winograd_conv(x, kernel, padding):
+@functools.partial(jax.jit, static_argnums=(2, 3))
+def _winograd_conv(x, kernel, padding, m: int):
   """A stride-1 3x3 convolution in Winograd's form F(m x m, 3 x 3): per tile position, one
   matrix product of the transformed input tiles with the transformed kernel, (m + 2)^2 / m^2
   multiplications per output instead of 9 (4x fewer for m = 4)."""
-  m = _winograd_tile(x, kernel.shape, padding)
   g = jnp.asarray(_WINOGRAD[m][1], x.dtype)
   out_h, out_w = _output_pixels(x, kernel.shape, padding)
   th, tw = -(-out_h // m), -(-out_w // m)
@@ -166,10 +165,9 @@ def _winograd_conv(x, kernel, padding):
   return y[:, :out_h, :out_w]
 
 
-@functools.partial(jax.jit, static_argnums=(2, 3))
-def _winograd_kernel_gradient(x, g, kernel_shape, padding):
+@functools.partial(jax.jit, static_argnums=(2, 3, 4))
+def _winograd_kernel_gradient(x, g, kernel_shape, padding, m: int):
   """dL/dkernel of `_winograd_conv`: G^T [sum over tiles (B^T d B)^T (A g A^T)] G."""
-  m = _winograd_tile(x, kernel_shape, padding)
   g_t = jnp.asarray(_WINOGRAD[m][1], x.dtype)
   out_h, out_w = g.shape[1:3]
   th, tw = -(-out_h // m), -(-out_w // m)
@@ -188,8 +186,9 @@ def _stride1_conv(x, kernel, padding, training: bool):
   patch matrices would undo: measured slower.)"""
   kh, kw, c_in, c_out = kernel.shape
   pixels = math.prod(_output_pixels(x, kernel.shape, padding))
-  if _winograd_tile(x, kernel.shape, padding):
-    return _winograd_conv(x, kernel, padding)
+  tile = _winograd_tile(x, kernel.shape, padding)
+  if tile:
+    return _winograd_conv(x, kernel, padding, tile)
   if (kh * kw == 1 or pixels <= IM2COL_MAX_PIXELS
       or (training and min(c_in, c_out) <= IM2COL_MAX_CHANNELS)):
     return _im2col_conv(x, kernel, padding)
@@ -198,8 +197,9 @@ def _stride1_conv(x, kernel, padding, training: bool):
 
 def kernel_gradient(x, g, kernel_shape, padding):
   """dL/dkernel of a stride-1 NHWC/HWIO convolution, from its input `x` and output gradient `g`."""
-  if _winograd_tile(x, kernel_shape, padding):
-    return _winograd_kernel_gradient(x, g, kernel_shape, padding)
+  tile = _winograd_tile(x, kernel_shape, padding)
+  if tile:
+    return _winograd_kernel_gradient(x, g, kernel_shape, padding, tile)
   kh, kw, c_in, c_out = kernel_shape
   height, width = g.shape[1:3]
   chunk = _chunk_size(x.shape[0])
