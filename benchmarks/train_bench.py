@@ -80,12 +80,15 @@ def is_variant(variant: str) -> bool:
 
 class _Contender:
   """A named pair of callables that each run `steps` train steps / one inference batch, and
-  block until the work is done; align_jax's also give their compiled train step's HLO text and
-  the model's variables."""
+  block until the work is done; align_jax's also give their compiled train step's HLO text, the
+  model's variables, `train_from(next_batch, steps)` (steps on other batches) and the task's
+  preprocessing name (data/input_pipeline.py)."""
 
-  def __init__(self, name, train, infer, train_hlo=None, variables=None):
+  def __init__(self, name, train, infer, train_hlo=None, variables=None, train_from=None,
+               preprocessing=None):
     self.name, self.train, self.infer = name, train, infer
     self.train_hlo, self.variables = train_hlo, variables
+    self.train_from, self.preprocessing = train_from, preprocessing
     self.first_call = None
 
 
@@ -120,10 +123,17 @@ def align_jax_contender(name: str, kind: str, model_kwargs: dict, task_name: str
   p_train, _ = steps.parallel_steps(task, model)
   holder = {"state": jax_utils.replicate(state), "key": jax_utils.replicate(jax.random.key(1))}
 
-  def train(n_steps):
+  def train_from(next_batch, n_steps):
+    """n_steps steps on next_batch()'s batches, merging their metrics as the loop does."""
+    metrics = None
     for _ in range(n_steps):
-      holder["state"], metrics = p_train(holder["state"], batch, holder["key"])
-    jax.block_until_ready((holder["state"].params, metrics))
+      holder["state"], update = p_train(holder["state"], next_batch(), holder["key"])
+      update = update.unreplicate()
+      metrics = update if metrics is None else metrics.merge(update)
+    jax.block_until_ready((holder["state"].params, metrics.compute()))
+
+  def train(n_steps):
+    train_from(lambda: batch, n_steps)
 
   eval_variables = dict(variables)
   apply = jax.jit(lambda v, x: inference_model.apply(v, x, train=False)[0])
@@ -135,7 +145,7 @@ def align_jax_contender(name: str, kind: str, model_kwargs: dict, task_name: str
   def train_hlo():
     return p_train.lower(holder["state"], batch, holder["key"]).compile().as_text()
 
-  return _Contender(name, train, infer, train_hlo, variables)
+  return _Contender(name, train, infer, train_hlo, variables, train_from, task.preprocessing)
 
 
 def _pytorch(name: str, batch_size: int) -> _Contender:

@@ -21,6 +21,7 @@ import pytest
 from flax import jax_utils
 from jax import lax
 
+from align_jax.data import input_pipeline
 from align_jax.errors import InputError
 from align_jax.models import create_model, layers
 from align_jax.training import resume, steps, tasks, train_state
@@ -312,3 +313,25 @@ def test_conv_layers_benchmark_times_both_forms_and_restores_the_default(capsys,
   rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 8x8")]
   assert [row.split(" | ")[1] for row in rows] == ["direct", "winograd"]
   assert layers.WINOGRAD_MIN_CHANNELS == default
+
+
+def test_pipeline_overhead_benchmark_feeds_the_step_both_ways(capsys, monkeypatch, fake_data_dir):
+  monkeypatch.syspath_prepend(str(pathlib.Path(__file__).parents[1] / "benchmarks"))
+  import pipeline_overhead  # pylint: disable=g-import-not-at-top
+  monkeypatch.delenv("ALIGN_JAX_DATA_DIR", raising=False)
+  for bad in ([], ["--data_dir=/no/such/dir"], [f"--data_dir={fake_data_dir}", "--steps=0"],
+              [f"--data_dir={fake_data_dir}", "--model=vgg"]):
+    with pytest.raises(SystemExit):
+      pipeline_overhead.main(bad)
+    assert "error:" in capsys.readouterr().err
+  fed = []
+  original = input_pipeline.train_batches
+  monkeypatch.setattr(input_pipeline, "train_batches",
+                      lambda *a, **k: (fed.append(k["seed"]) or b for b in original(*a, **k)))
+  pipeline_overhead.main([f"--data_dir={fake_data_dir}", "--model=vae", "--batch_size=4",
+                          "--steps=2", "--repeats=2"])
+  row = capsys.readouterr().out.strip().splitlines()[-1].strip("| ").split(" | ")
+  assert row[0] == "vae" and all(float(v) > 0 for v in row[1:])
+  assert abs(float(row[3]) - float(row[2]) / float(row[1])) < 2e-3
+  assert fed.count(0) >= 2 * 2 + 2  # the pipeline (seed 0) fed the warm-up and both turns
+  assert fed.count(1) == 20  # and the host preprocessing was timed on its own (seed 1)
