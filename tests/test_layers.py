@@ -60,9 +60,9 @@ def _value_and_grads(fn, x, kernel):
     (20, 9, (3, 3), ((1, 1), (1, 1)), (6, 5)),  # 2 chunks of 10 images; patch matrices
     (32, 8, (3, 3), ((1, 1), (1, 1)), (6, 5)),  # 2 chunks of 16
     (3, 7, (1, 1), ((0, 0), (0, 0)), (6, 5)),
-    (3, 7, (1, 1), ((0, 0), (0, 0)), (4, 9)),  # c_out >= c_in: kernel gradient in [c_in, c_out] order
+    (3, 7, (1, 1), ((0, 0), (0, 0)), (4, 9)),  # c_out >= c_in: kernel gradient as [c_in, c_out]
     (20, 9, (3, 3), ((1, 1), (1, 1)), (3, 32)),  # c_out >= 9 c_in (PhilNet's first layer), 2 chunks
-    (5, 6, (2, 2), ((1, 0), (0, 1)), (6, 5)),  # asymmetric padding (the sub-pixel phases)
+    (5, 6, (2, 2), ((1, 0), (0, 1)), (6, 5)),  # asymmetric padding
     (4, 9, (5, 3), ((2, 2), (1, 1)), (6, 5)),
     (4, 9, (3, 3), ((0, 0), (0, 0)), (6, 5)),  # VALID
     (4, 9, (5, 3), ((2, 2), (1, 1)), (72, 80)),  # wide, 81 pixels, not 3x3: XLA's forward
@@ -85,7 +85,7 @@ def test_shifted_gemm_gradients_equal_jax_grad_of_the_plain_convolution(batch, s
 
 @pytest.mark.parametrize("kernel_size,strides,padding,rewritten", [
     ((3, 3), (1, 1), "SAME", True),
-    ((4, 4), (2, 2), "SAME", True),  # the VAE encoder: space-to-depth, then stride 1
+    ((4, 4), (2, 2), "SAME", True),  # odd width: space-to-depth, then stride 1 (even: below)
     ((2, 2), (2, 2), "VALID", True),
     ((3, 3), (2, 2), "SAME", True),  # kernel zero-extended to 4x4
     ((7, 7), (2, 2), ((3, 3), (3, 3)), True),
@@ -107,6 +107,30 @@ def test_nn_conv_with_the_rewrite_hook_equals_xla(kernel_size, strides, padding,
   kernel = variables["params"]["kernel"]
   _close(_value_and_grads(apply("rewritten"), x, kernel), _value_and_grads(apply("xla"), x, kernel))
   assert bool(calls) == rewritten
+
+
+@pytest.mark.parametrize("shape,patch_training,patch_inference", [
+    ((3, 8, 6, 3), True, True),  # images (the VAE's first layer)
+    ((2, 8, 8, 32), True, True),
+    ((2, 4, 6, 40), True, False),  # wider than PATCH_INFERENCE_MAX_CHANNELS: XLA's in inference
+    ((3, 7, 6, 3), False, False),  # odd height: space-to-depth
+])
+def test_4x4_stride_2_convolutions_as_patch_products_equal_xla(shape, patch_training,
+                                                               patch_inference, monkeypatch):
+  x = jax.random.normal(jax.random.key(0), shape)
+  layer = lambda impl: nn.Conv(5, (4, 4), (2, 2), padding="SAME",
+                               conv_general_dilated=layers.conv_general_dilated(impl))
+  variables = layer("xla").init(jax.random.key(1), x)
+  apply = lambda impl: lambda x, k: layer(impl).apply(
+      {"params": {"kernel": k, "bias": variables["params"]["bias"]}}, x)
+  kernel = variables["params"]["kernel"]
+  calls = []
+  original = layers._gemm_conv_stride2  # pylint: disable=protected-access
+  monkeypatch.setattr(layers, "_gemm_conv_stride2", lambda *a: calls.append(1) or original(*a))
+  _close(apply("rewritten")(x, kernel), apply("xla")(x, kernel))
+  assert bool(calls) == patch_inference
+  _close(_value_and_grads(apply("rewritten"), x, kernel), _value_and_grads(apply("xla"), x, kernel))
+  assert bool(calls) == patch_training
 
 
 @pytest.mark.parametrize("features", [32, 3])  # wide; the VAE's 3-channel output layer

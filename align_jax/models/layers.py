@@ -22,11 +22,17 @@ benchmarks/train_bench.py and README "Training speed"):
   convolutions become stride-1 ones first: 1x1 kernels read every s-th pixel, other kernels
   are zero-extended to a multiple of the stride and s x s pixel blocks become channels (XLA:
   up to 270 ms for ResNet-50's 2x2 -> 1x1 3x3 convolution, which becomes a 4 ms product).
-- 4x4 stride-2 'SAME' transposed convolutions (`ConvTranspose2x`): XLA's gradient of the
-  input-dilated convolution costs 5-25x its forward pass; as four 2x2 convolutions, one per
-  output phase (a sub-pixel convolution), the forward and backward together are 3-4x faster
-  (in training; inference keeps XLA's forward, which is faster there), the VAE's 3-channel
-  output layer included (its XLA kernel gradient alone cost 10 ms of a 110 ms step).
+- 4x4 stride-2 convolutions padded by one pixel ('SAME' on even maps: the VAE encoder's) and
+  4x4 stride-2 'SAME' transposed convolutions (`ConvTranspose2x`: its decoder's), each the
+  other's adjoint: one matrix product of the 4x4 input patches (2x2 blocks of 2x2 pixels,
+  stacked without a transpose) with the kernel, or of every input pixel with all 16 taps whose
+  products are then summed as four shifted slices per output phase; both gradients are the
+  same two products the other way round, from one patch array. (XLA's gradient of the
+  input-dilated convolution costs 5-25x its forward pass.) Against the sub-pixel form used
+  before (four 2x2 convolutions, one per output phase) and space-to-depth for the encoder: the
+  VAE's train step 0.60-0.66x -> 0.87-0.90x PyTorch's, its inference 0.71-0.77x -> 1.02-1.17x.
+  In inference, strided ones on inputs wider than PATCH_INFERENCE_MAX_CHANNELS keep XLA's
+  convolution (faster there).
 - 2x2 stride-2 max-pooling (`max_pool_2x2`): XLA's select-and-scatter gradient costs 30-50x
   the forward pass; a mask of each window's first maximum gives the same gradient 2-5x faster.
 All agree with XLA's layers up to float rounding, the max-pool exactly (tests/test_layers.py
@@ -50,7 +56,8 @@ from align_jax.errors import InputError
 CONV_CHUNK_IMAGES = 16  # images per accumulated product: fastest of 4-32 at 8x8-32x32 maps
 IM2COL_MAX_CHANNELS = 64  # patch-matrix convolutions where the input or output is this narrow,
 IM2COL_MAX_PIXELS = 16  # or the output map this small (XLA:CPU: 10-20x slower at 2x2 and 1x1)
-STRIDED_MAX_PIXELS = 4  # strided ones in inference: XLA:CPU is 30-60x slower at 1x1 outputs
+STRIDED_MAX_PIXELS = 4  # strided ones in inference: XLA:CPU is 30-60x slower at 1x1 outputs,
+PATCH_INFERENCE_MAX_CHANNELS = 32  # 4x4 stride-2 ones as patch products in inference too
 IM2COL_CHUNK_ROWS = 2048  # output pixels per patch matrix (fastest of 1,024-32,768)
 WINOGRAD_MIN_CHANNELS = 32  # Winograd 3x3 convolutions where the input and output are this wide
 WINOGRAD_MIN_PIXELS = 4  # and the output map is at least this high and wide (4x4 tiles from 8)
@@ -298,7 +305,9 @@ def _with_training_form(inference_fn, training_fn):
 def _strided_conv(x, kernel, stride: int, padding):
   """A stride-s convolution: through `_as_stride1` in training, and in inference too where
   the output map has at most STRIDED_MAX_PIXELS pixels (elsewhere XLA's forward convolution
-  is as fast and fuses better)."""
+  is as fast and fuses better). 4x4 stride-2 convolutions padded by one pixel go through
+  `_gemm_conv_stride2` instead, in training, and in inference where their input has at most
+  PATCH_INFERENCE_MAX_CHANNELS channels (XLA:CPU: 3-5x slower on 3 channels, faster from 64)."""
   def rewritten(x, kernel):
     return shifted_gemm_conv(*_as_stride1(x, kernel, stride, padding), ((0, 0), (0, 0)))
 
@@ -306,11 +315,16 @@ def _strided_conv(x, kernel, stride: int, padding):
     return lax.conv_general_dilated(x, kernel, (stride, stride), padding,
                                     dimension_numbers=_NHWC)
 
-  kh, kw = kernel.shape[:2]
+  kh, kw, c_in = kernel.shape[:3]
   pixels = math.prod((n + sum(p) - k) // stride + 1
                      for n, p, k in zip(x.shape[1:3], padding, (kh, kw)))
-  return _with_training_form(rewritten if pixels <= STRIDED_MAX_PIXELS else plain,
-                             rewritten)(x, kernel)
+  inference = rewritten if pixels <= STRIDED_MAX_PIXELS else plain
+  if ((kh, kw, stride) == (4, 4, 2) and padding == ((1, 1), (1, 1))
+      and x.shape[1] % 2 == 0 and x.shape[2] % 2 == 0):  # e.g. the VAE encoder's
+    if c_in <= PATCH_INFERENCE_MAX_CHANNELS:
+      return _gemm_conv_stride2(x, kernel)
+    return _with_training_form(inference, _gemm_conv_stride2)(x, kernel)
+  return _with_training_form(inference, rewritten)(x, kernel)
 
 
 def _rewritten_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
@@ -344,21 +358,120 @@ def conv_general_dilated(impl: str):
   return _rewritten_conv if _rewrites(impl) else None
 
 
-def _subpixel_conv_transpose(x, kernel):
-  """nn.ConvTranspose(features, (4, 4), (2, 2), 'SAME') without its bias, as one 2x2
-  convolution per output phase: output row 2i + p sees input rows i - 1 + p and i + p through
-  kernel rows p and p + 2 (likewise for columns)."""
-  phases = [[shifted_gemm_conv(x, kernel[p::2, q::2], ((1 - p, p), (1 - q, q)))
+# 4x4 stride-2 convolutions padded by one pixel (SAME on even maps) and their transposes, as
+# products over all 16 taps at once. The transposed convolution sends input pixel n to output
+# 2n - 1 + t through kernel tap 3 - t (t = 0..3 per axis); output phase p (pixels 2i + p) gathers
+# the products of inputs i + d - 1 through taps t for these (d, t):
+_PHASE_TAPS = (((0, 3), (1, 1)), ((1, 2), (2, 0)))
+# Taps in "block order": (t // 2, u // 2, t % 2, u % 2), so that the patches of a map are 2x2
+# blocks of 2x2 pixels stacked without a transpose; entry k is the row-major t * 4 + u of tap k.
+_BLOCK_TAPS = tuple((2 * a + r) * 4 + 2 * c + s
+                    for a in range(2) for c in range(2) for r in range(2) for s in range(2))
+_UNBLOCK_TAPS = tuple(_BLOCK_TAPS.index(i) for i in range(16))
+
+
+def _block_order(kernel, axis: int):
+  """The 4x4 taps at `axis`, `axis + 1` of `kernel` as one axis of 16 in block order."""
+  flat = kernel.reshape(kernel.shape[:axis] + (16,) + kernel.shape[axis + 2:])
+  return jnp.take(flat, jnp.array(_BLOCK_TAPS), axis=axis)
+
+
+def _from_block_order(taps, axis: int):
+  """The inverse of `_block_order`."""
+  flat = jnp.take(taps, jnp.array(_UNBLOCK_TAPS), axis=axis)
+  return flat.reshape(taps.shape[:axis] + (4, 4) + taps.shape[axis + 1:])
+
+
+def _col2im(z):
+  """z [b, h, w, 16, O] (each input pixel's product with the 16 taps, block order) ->
+  y [b, 2h, 2w, O]: y[2n - 1 + t, 2m - 1 + u] = sum of z[n, m, (t, u)]."""
+  b, h, w, _, o = z.shape
+  zero = jnp.zeros((), z.dtype)
+
+  def term(d, e, t, u):  # z[n + d - 1, m + e - 1, (t, u)], 0 outside (a pad that fuses)
+    return lax.pad(z[:, :, :, _UNBLOCK_TAPS[t * 4 + u]], zero,
+                   ((0, 0, 0), (1 - d, d - 1, 0), (1 - e, e - 1, 0), (0, 0, 0)))
+
+  phases = [[functools.reduce(jnp.add, [term(d, e, t, u) for d, t in _PHASE_TAPS[p]
+                                        for e, u in _PHASE_TAPS[q]])
              for q in range(2)] for p in range(2)]
-  y = jnp.stack([jnp.stack(row, axis=3) for row in phases], axis=2)  # [b, h, 2, w, 2, c]
-  b, h, _, w, _, c = y.shape
-  return y.reshape(b, 2 * h, 2 * w, c)
+  y = jnp.stack([jnp.stack(row, axis=3) for row in phases], axis=2)  # [b, h, 2, w, 2, O]
+  return y.reshape(b, 2 * h, 2 * w, o)
+
+
+def _patches(x):
+  """x [b, 2h, 2w, C] -> [b, h, w, 16, C]: x[2n - 1 + t, 2m - 1 + u] (0 outside), block order,
+  i.e. the 4x4 patch of each output of a 4x4 stride-2 convolution padded by one pixel."""
+  b, h2, w2, c = x.shape
+  h, w = h2 // 2, w2 // 2
+  blocks = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0))).reshape(b, h + 1, 2, w + 1, 2, c)
+  blocks = blocks.transpose(0, 1, 3, 2, 4, 5)  # [b, h + 1, w + 1, t % 2, u % 2, C]
+  patches = jnp.stack([blocks[:, a:a + h, d:d + w] for a in range(2) for d in range(2)], axis=3)
+  return patches.reshape(b, h, w, 16, c)
+
+
+def _accumulated(x):
+  return jnp.promote_types(x.dtype, jnp.float32)
+
+
+@jax.custom_vjp
+def _gemm_conv_transpose(x, kernel):
+  """nn.ConvTranspose(features, (4, 4), (2, 2), 'SAME') without its bias: one product of every
+  input pixel with all 16 taps, then each output sums the four products that reach it."""
+  taps = _block_order(kernel[::-1, ::-1], 0)  # tap t of an axis is kernel index 3 - t
+  return _col2im(jnp.einsum("bhwc,kco->bhwko", x, taps))
+
+
+def _gemm_conv_transpose_forward(x, kernel):
+  return _gemm_conv_transpose(x, kernel), (x, kernel)
+
+
+def _gemm_conv_transpose_backward(residuals, g):
+  """Both gradients from one patch array of g (kept in memory once: XLA would otherwise build
+  it again inside each product's fusion, measured slower): dx = patches . taps and
+  dkernel = x^T . patches."""
+  x, kernel = residuals
+  patches = lax.optimization_barrier(_patches(g))
+  dx = jnp.einsum("bhwko,kco->bhwc", patches, _block_order(kernel[::-1, ::-1], 0))
+  # x first: XLA transposes the first operand of a product, and x is 16x smaller than patches
+  dk = jnp.einsum("bhwc,bhwko->cko", x, patches, preferred_element_type=_accumulated(x))
+  return dx, _from_block_order(dk.transpose(1, 0, 2), 0)[::-1, ::-1].astype(kernel.dtype)
+
+
+_gemm_conv_transpose.defvjp(_gemm_conv_transpose_forward, _gemm_conv_transpose_backward)
+
+
+@jax.custom_vjp
+def _gemm_conv_stride2(x, kernel):
+  """A 4x4, stride-2 convolution padded by one pixel on each side (SAME on even maps), the
+  adjoint of `_gemm_conv_transpose`: each output's 4x4 input patch times the kernel."""
+  return _gemm_conv_stride2_forward(x, kernel)[0]
+
+
+def _gemm_conv_stride2_forward(x, kernel):
+  patches = _patches(x)  # kept for the kernel gradient rather than built again
+  return jnp.einsum("bhwkc,kco->bhwo", patches, _block_order(kernel, 0)), (patches, kernel)
+
+
+def _gemm_conv_stride2_backward(residuals, g):
+  patches, kernel = residuals
+  dx = _col2im(jnp.einsum("bhwo,kco->bhwkc", g, _block_order(kernel, 0)))
+  if g.shape[-1] < 16 * patches.shape[-1]:  # the smaller operand first (XLA transposes it)
+    dk = jnp.einsum("bhwo,bhwkc->okc", g, patches,
+                    preferred_element_type=_accumulated(g)).transpose(1, 2, 0)
+  else:
+    dk = jnp.einsum("bhwkc,bhwo->kco", patches, g, preferred_element_type=_accumulated(g))
+  return dx, _from_block_order(dk, 0).astype(kernel.dtype)
+
+
+_gemm_conv_stride2.defvjp(_gemm_conv_stride2_forward, _gemm_conv_stride2_backward)
 
 
 class ConvTranspose2x(nn.Module):
   """A 4x4, stride-2, 'SAME' transposed convolution (doubles height and width) with the
   parameters, initialisation and outputs of nn.ConvTranspose(features, (4, 4), (2, 2),
-  padding='SAME'); sub-pixel form where policy `impl` rewrites (module docstring)."""
+  padding='SAME'); one product and a sum of shifted slices (`_gemm_conv_transpose`) where
+  policy `impl` rewrites (module docstring)."""
   features: int
   dtype: Any = jnp.float32
   impl: str = "auto"
@@ -369,12 +482,9 @@ class ConvTranspose2x(nn.Module):
                         (4, 4, x.shape[-1], self.features))
     bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
     x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-    def plain(x, kernel):
-      return lax.conv_transpose(x, kernel, (2, 2), "SAME", dimension_numbers=_NHWC)
-
-    if _rewrites(self.impl):  # in training only
-      return _with_training_form(plain, _subpixel_conv_transpose)(x, kernel) + bias
-    return plain(x, kernel) + bias
+    if _rewrites(self.impl):
+      return _gemm_conv_transpose(x, kernel) + bias
+    return lax.conv_transpose(x, kernel, (2, 2), "SAME", dimension_numbers=_NHWC) + bias
 
 
 def _pool_windows(x):
