@@ -56,7 +56,7 @@ from align_jax.errors import InputError
 CONV_CHUNK_IMAGES = 16  # images per accumulated product: fastest of 4-32 at 8x8-32x32 maps
 IM2COL_MAX_CHANNELS = 64  # patch-matrix convolutions where the input or output is this narrow,
 IM2COL_MAX_PIXELS = 16  # or the output map this small (XLA:CPU: 10-20x slower at 2x2 and 1x1)
-STRIDED_MAX_PIXELS = 4  # strided ones in inference: XLA:CPU is 30-60x slower at 1x1 outputs,
+STRIDED_MAX_PIXELS = 4  # strided ones in inference: XLA:CPU is 30-60x slower at 1x1 outputs
 PATCH_INFERENCE_MAX_CHANNELS = 32  # 4x4 stride-2 ones as patch products in inference too
 IM2COL_CHUNK_ROWS = 2048  # output pixels per patch matrix (fastest of 1,024-32,768)
 WINOGRAD_MIN_CHANNELS = 32  # Winograd 3x3 convolutions where the input and output are this wide
@@ -410,8 +410,14 @@ def _patches(x):
   return patches.reshape(b, h, w, 16, c)
 
 
-def _accumulated(x):
-  return jnp.promote_types(x.dtype, jnp.float32)
+def _patch_gradient(other, patches):
+  """sum over images and pixels of other[..., i] * patches[..., k, j], as [16, i, j] (the kernel
+  gradient of a patch product). The smaller operand goes first: XLA transposes that one."""
+  accumulate = jnp.promote_types(other.dtype, jnp.float32)
+  if other.shape[-1] < 16 * patches.shape[-1]:
+    return jnp.einsum("bhwi,bhwkj->ikj", other, patches,
+                      preferred_element_type=accumulate).transpose(1, 0, 2)
+  return jnp.einsum("bhwkj,bhwi->kij", patches, other, preferred_element_type=accumulate)
 
 
 @jax.custom_vjp
@@ -433,9 +439,8 @@ def _gemm_conv_transpose_backward(residuals, g):
   x, kernel = residuals
   patches = lax.optimization_barrier(_patches(g))
   dx = jnp.einsum("bhwko,kco->bhwc", patches, _block_order(kernel[::-1, ::-1], 0))
-  # x first: XLA transposes the first operand of a product, and x is 16x smaller than patches
-  dk = jnp.einsum("bhwc,bhwko->cko", x, patches, preferred_element_type=_accumulated(x))
-  return dx, _from_block_order(dk.transpose(1, 0, 2), 0)[::-1, ::-1].astype(kernel.dtype)
+  dk = _patch_gradient(x, patches)  # [16, c, o]
+  return dx, _from_block_order(dk, 0)[::-1, ::-1].astype(kernel.dtype)
 
 
 _gemm_conv_transpose.defvjp(_gemm_conv_transpose_forward, _gemm_conv_transpose_backward)
@@ -456,11 +461,7 @@ def _gemm_conv_stride2_forward(x, kernel):
 def _gemm_conv_stride2_backward(residuals, g):
   patches, kernel = residuals
   dx = _col2im(jnp.einsum("bhwo,kco->bhwkc", g, _block_order(kernel, 0)))
-  if g.shape[-1] < 16 * patches.shape[-1]:  # the smaller operand first (XLA transposes it)
-    dk = jnp.einsum("bhwo,bhwkc->okc", g, patches,
-                    preferred_element_type=_accumulated(g)).transpose(1, 2, 0)
-  else:
-    dk = jnp.einsum("bhwkc,bhwo->kco", patches, g, preferred_element_type=_accumulated(g))
+  dk = _patch_gradient(g, patches).transpose(0, 2, 1)  # [16, o, c] -> [16, c, o]
   return dx, _from_block_order(dk, 0).astype(kernel.dtype)
 
 
