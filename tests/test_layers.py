@@ -135,8 +135,9 @@ def test_4x4_stride_2_convolutions_as_patch_products_equal_xla(shape, patch_trai
 
 @pytest.mark.parametrize("features", [32, 3])  # wide; the VAE's 3-channel output layer
 @pytest.mark.parametrize("impl", ["rewritten", "xla"])
-def test_conv_transpose_2x_equals_flax_conv_transpose(features, impl):
-  x = jax.random.normal(jax.random.key(0), (3, 4, 5, 6))
+@pytest.mark.parametrize("shape", [(3, 4, 5, 6), (2, 1, 1, 5)])  # a 1x1 map: all padding
+def test_conv_transpose_2x_equals_flax_conv_transpose(features, impl, shape):
+  x = jax.random.normal(jax.random.key(0), shape)
   reference = nn.ConvTranspose(features, (4, 4), (2, 2), padding="SAME")
   ours = layers.ConvTranspose2x(features, impl=impl)
   variables = reference.init(jax.random.key(1), x)
