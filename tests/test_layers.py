@@ -309,14 +309,20 @@ def test_resume_allows_a_new_layer_impl_and_refuses_a_new_dtype():
       "dtype": ("float32", "bfloat16")}
 
 
+def _assert_usage_errors(main, bad_argvs, capsys):
+  """A benchmark script's main stops on each bad command line with an `error:` line."""
+  for argv in bad_argvs:
+    with pytest.raises(SystemExit):
+      main(argv)
+    assert "error:" in capsys.readouterr().err, argv
+
+
 @pytest.mark.slow  # a benchmark script's test (15 s): the default run stays under ~10 min
 def test_step_profile_attributes_the_step_to_the_model_layers(capsys, monkeypatch):
   monkeypatch.syspath_prepend(str(pathlib.Path(__file__).parents[1] / "benchmarks"))
   import step_profile  # pylint: disable=g-import-not-at-top
-  for bad in ("--layer_impl=fast", "--steps=0", "--model=vgg"):
-    with pytest.raises(SystemExit):
-      step_profile.main([bad])
-    assert "error:" in capsys.readouterr().err
+  _assert_usage_errors(step_profile.main, [["--layer_impl=fast"], ["--steps=0"], ["--model=vgg"]],
+                       capsys)
   step_profile.main(["--model=vae", "--batch_size=4", "--steps=1", "--top=40"])
   by_layer = capsys.readouterr().out.split("| layer | pass |")[1]
   rows = [line.strip("| ").split(" | ") for line in by_layer.splitlines()[2:] if line]
@@ -329,10 +335,8 @@ def test_step_profile_attributes_the_step_to_the_model_layers(capsys, monkeypatc
 def test_conv_layers_benchmark_times_both_forms_and_restores_the_default(capsys, monkeypatch):
   monkeypatch.syspath_prepend(str(pathlib.Path(__file__).parents[1] / "benchmarks"))
   import conv_layers  # pylint: disable=g-import-not-at-top
-  for bad in ("--layers=8x32", "--layers=axb", "--repeats=0"):
-    with pytest.raises(SystemExit):
-      conv_layers.main([bad])
-    assert "error:" in capsys.readouterr().err
+  _assert_usage_errors(conv_layers.main, [["--layers=8x32"], ["--layers=axb"], ["--repeats=0"]],
+                       capsys)
   default = layers.WINOGRAD_MIN_CHANNELS
   conv_layers.main(["--layers=8x32x32", "--batch_size=2", "--repeats=1", "--no_torch"])
   rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 8x8")]
@@ -344,11 +348,9 @@ def test_pipeline_overhead_benchmark_feeds_the_step_both_ways(capsys, monkeypatc
   monkeypatch.syspath_prepend(str(pathlib.Path(__file__).parents[1] / "benchmarks"))
   import pipeline_overhead  # pylint: disable=g-import-not-at-top
   monkeypatch.delenv("ALIGN_JAX_DATA_DIR", raising=False)
-  for bad in ([], ["--data_dir=/no/such/dir"], [f"--data_dir={fake_data_dir}", "--steps=0"],
-              [f"--data_dir={fake_data_dir}", "--model=vgg"]):
-    with pytest.raises(SystemExit):
-      pipeline_overhead.main(bad)
-    assert "error:" in capsys.readouterr().err
+  _assert_usage_errors(pipeline_overhead.main, [
+      [], ["--data_dir=/no/such/dir"], [f"--data_dir={fake_data_dir}", "--steps=0"],
+      [f"--data_dir={fake_data_dir}", "--model=vgg"]], capsys)
   fed = []
   original = input_pipeline.train_batches
   monkeypatch.setattr(input_pipeline, "train_batches",

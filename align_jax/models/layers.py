@@ -420,12 +420,17 @@ def _patch_gradient(other, patches):
   return jnp.einsum("bhwkj,bhwi->kij", patches, other, preferred_element_type=accumulate)
 
 
+def _transposed_taps(kernel):
+  """A transposed convolution's kernel as [16, C, O] taps in block order: tap t of an axis is
+  kernel index 3 - t."""
+  return _block_order(kernel[::-1, ::-1], 0)
+
+
 @jax.custom_vjp
 def _gemm_conv_transpose(x, kernel):
   """nn.ConvTranspose(features, (4, 4), (2, 2), 'SAME') without its bias: one product of every
   input pixel with all 16 taps, then each output sums the four products that reach it."""
-  taps = _block_order(kernel[::-1, ::-1], 0)  # tap t of an axis is kernel index 3 - t
-  return _col2im(jnp.einsum("bhwc,kco->bhwko", x, taps))
+  return _col2im(jnp.einsum("bhwc,kco->bhwko", x, _transposed_taps(kernel)))
 
 
 def _gemm_conv_transpose_forward(x, kernel):
@@ -438,7 +443,7 @@ def _gemm_conv_transpose_backward(residuals, g):
   dkernel = x^T . patches."""
   x, kernel = residuals
   patches = lax.optimization_barrier(_patches(g))
-  dx = jnp.einsum("bhwko,kco->bhwc", patches, _block_order(kernel[::-1, ::-1], 0))
+  dx = jnp.einsum("bhwko,kco->bhwc", patches, _transposed_taps(kernel))
   dk = _patch_gradient(x, patches)  # [16, c, o]
   return dx, _from_block_order(dk, 0)[::-1, ::-1].astype(kernel.dtype)
 
