@@ -60,6 +60,9 @@ def main(argv=None) -> None:
     input_pipeline.check_batch_size(args.batch_size)
   except InputError as e:
     parser.error(str(e))
+  if args.batch_size > len(data.train_images):
+    parser.error(f"--batch_size={args.batch_size} exceeds the {len(data.train_images):,} "
+                 "training images")
   host_memory.retain_freed_memory()
   kind, kwargs, task, _ = train_bench.MODELS[args.model]
   contender = train_bench.align_jax_contender(args.layer_impl, kind, kwargs, task,

@@ -350,7 +350,8 @@ def test_pipeline_overhead_benchmark_feeds_the_step_both_ways(capsys, monkeypatc
   monkeypatch.delenv("ALIGN_JAX_DATA_DIR", raising=False)
   _assert_usage_errors(pipeline_overhead.main, [
       [], ["--data_dir=/no/such/dir"], [f"--data_dir={fake_data_dir}", "--steps=0"],
-      [f"--data_dir={fake_data_dir}", "--model=vgg"]], capsys)
+      [f"--data_dir={fake_data_dir}", "--model=vgg"],
+      [f"--data_dir={fake_data_dir}", "--batch_size=1000000"]], capsys)
   fed = []
   original = input_pipeline.train_batches
   monkeypatch.setattr(input_pipeline, "train_batches",
