@@ -1,16 +1,21 @@
-"""Per-layer times of PhilNet's 3x3 convolutions: Winograd's form against the direct rewrites.
+"""Per-layer times of stride-1 convolutions: align_jax's rewrites against XLA's and PyTorch's.
 
 For each layer (map size, channels in -> out) at --batch_size, the three parts of a train
 step's convolution, each jitted on its own: the forward pass (as in training), the input
 gradient and the kernel gradient, under
+  xla        XLA's own convolution and its gradients (layer_impl='xla')
   direct     the rewrites of align_jax/models/layers.py without Winograd's form (patch
              matrices, shifted products, XLA's convolution; WINOGRAD_MIN_CHANNELS out of reach)
-  winograd   what layer_impl='auto' does on a CPU now
+  winograd   what layer_impl='auto' does on a CPU now (3x3 kernels only; for 1x1 kernels,
+             where there is no Winograd form, 'direct' is what 'auto' does)
 and PyTorch's forward + both gradients of the same convolution (NCHW) where it is installed.
-All take turns in one process; medians of --repeats, milliseconds.
+All take turns in one process; medians of --repeats, milliseconds. Kernels are 3x3 with
+'SAME' padding (PhilNet's layers by default) or 1x1 (--kernel_size=1, e.g. ResNet-50's
+bottlenecks: --layers=32x256x64,32x64x256,16x512x128,8x256x1024).
 
   python benchmarks/conv_layers.py
   python benchmarks/conv_layers.py --layers=16x128x256 --repeats=11
+  python benchmarks/conv_layers.py --kernel_size=1 --layers=32x256x64,32x64x256
 """
 
 import argparse
@@ -22,7 +27,6 @@ import time
 import numpy as np
 
 PHILNET_LAYERS = "32x32x64,16x64x128,16x128x256,8x256x512"  # map x c_in x c_out
-PADDING = ((1, 1), (1, 1))
 
 
 def _parse_args(argv):
@@ -33,6 +37,8 @@ def _parse_args(argv):
                       help=f"comma-separated MAPxC_INxC_OUT (default PhilNet's: {PHILNET_LAYERS})")
   parser.add_argument("--batch_size", type=int, default=128, help="images (default 128)")
   parser.add_argument("--repeats", type=int, default=7, help="timed turns (default 7)")
+  parser.add_argument("--kernel_size", type=int, default=3, choices=(1, 3),
+                      help="3 (3x3, padded by one pixel; default) or 1 (1x1, unpadded)")
   parser.add_argument("--no_torch", action="store_true", help="leave PyTorch out")
   args = parser.parse_args(argv)
   try:
@@ -45,26 +51,36 @@ def _parse_args(argv):
   return args
 
 
-def _parts(layers, min_channels: int, kernel_shape):
-  """Jitted (forward, input gradient, kernel gradient) with Winograd's form from
-  `min_channels` channels; the constant is read when they are traced, i.e. at their first call."""
+def _parts(layers, kernel_shape, padding):
+  """Jitted (forward, input gradient, kernel gradient) of the rewrites; they read
+  layers.WINOGRAD_MIN_CHANNELS when they are traced, i.e. at their first call."""
   import jax  # pylint: disable=g-import-not-at-top
   # pylint: disable=protected-access
-  layers.WINOGRAD_MIN_CHANNELS = min_channels
-  return {"forward": jax.jit(lambda x, w: layers._stride1_conv(x, w, PADDING, True)),
-          "input gradient": jax.jit(lambda g, w: layers._input_gradient(g, w, PADDING)),
+  return {"forward": jax.jit(lambda x, w: layers._stride1_conv(x, w, padding, True)),
+          "input gradient": jax.jit(lambda g, w: layers._input_gradient(g, w, padding)),
           "kernel gradient": jax.jit(lambda x, g: layers.kernel_gradient(x, g, kernel_shape,
-                                                                         PADDING))}
+                                                                         padding))}
 
 
-def _torch_step(x, w, g):
+def _xla_parts(x, w, padding):
+  """The same three parts from XLA's convolution and jax.vjp."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from jax import lax  # pylint: disable=g-import-not-at-top
+  conv = lambda x, w: lax.conv_general_dilated(x, w, (1, 1), padding,
+                                               dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  return {"forward": jax.jit(conv),
+          "input gradient": jax.jit(lambda g, w: jax.vjp(lambda x_: conv(x_, w), x)[1](g)[0]),
+          "kernel gradient": jax.jit(lambda x, g: jax.vjp(lambda w_: conv(x, w_), w)[1](g)[0])}
+
+
+def _torch_step(x, w, g, pad: int):
   import torch  # pylint: disable=g-import-not-at-top
   xt = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).requires_grad_(True)
   wt = torch.from_numpy(w.transpose(3, 2, 0, 1).copy()).requires_grad_(True)
   gt = torch.from_numpy(g.transpose(0, 3, 1, 2).copy())
 
   def step():
-    y = torch.nn.functional.conv2d(xt, wt, padding=1)
+    y = torch.nn.functional.conv2d(xt, wt, padding=pad)
     torch.autograd.grad(y, (xt, wt), gt)
   return step
 
@@ -86,21 +102,27 @@ def main(argv=None) -> None:
   print(f"batch {args.batch_size}, {args.repeats} repeats, medians in ms; jax {jax.__version__} "
         f"on {jax.default_backend()}", flush=True)
   default_min_channels = layers.WINOGRAD_MIN_CHANNELS
+  k, pad = args.kernel_size, args.kernel_size // 2
+  padding = ((pad, pad), (pad, pad))
   print("| layer | form | forward | input gradient | kernel gradient | total |")
   print("|---|---|---|---|---|---|")
   for size, c_in, c_out in args.layers:
     rng = np.random.default_rng(0)
     x = rng.standard_normal((args.batch_size, size, size, c_in), np.float32)
-    w = (rng.standard_normal((3, 3, c_in, c_out)) / np.sqrt(9 * c_in)).astype(np.float32)
+    w = (rng.standard_normal((k, k, c_in, c_out)) / np.sqrt(k * k * c_in)).astype(np.float32)
     g = rng.standard_normal((args.batch_size, size, size, c_out), np.float32)
     inputs = {"forward": (x, w), "input gradient": (g, w), "kernel gradient": (x, g)}
-    forms = {}
-    for form, min_channels in (("direct", 1 << 30), ("winograd", default_min_channels)):
-      forms[form] = _parts(layers, min_channels, w.shape)
-      for part, fn in forms[form].items():  # traced and compiled now, under this form
+    forms = {"xla": _xla_parts(x, w, padding)}
+    min_channels = {"xla": default_min_channels, "direct": 1 << 30,
+                    "winograd": default_min_channels}
+    for form in ("direct",) if k == 1 else ("direct", "winograd"):
+      forms[form] = _parts(layers, w.shape, padding)
+    for form, parts in forms.items():
+      layers.WINOGRAD_MIN_CHANNELS = min_channels[form]
+      for part, fn in parts.items():  # traced and compiled now, under this form
         jax.block_until_ready(fn(*inputs[part]))
     layers.WINOGRAD_MIN_CHANNELS = default_min_channels
-    torch_step = None if args.no_torch else _torch_step(x, w, g)
+    torch_step = None if args.no_torch else _torch_step(x, w, g, pad)
     times = {}
     for _ in range(args.repeats):
       for form, parts in forms.items():
@@ -113,7 +135,7 @@ def main(argv=None) -> None:
         torch_step()
         times.setdefault(("pytorch", "total"), []).append(time.perf_counter() - start)
     ms = {key: 1000 * statistics.median(v) for key, v in times.items()}
-    name = f"{size}x{size} {c_in}->{c_out}"
+    name = f"{size}x{size} {c_in}->{c_out}" + (" 1x1" if k == 1 else "")
     for form in forms:
       parts = [ms[(form, part)] for part in inputs]
       print(f"| {name} | {form} | " + " | ".join(f"{t:.1f}" for t in parts)

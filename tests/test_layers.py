@@ -61,6 +61,7 @@ def _value_and_grads(fn, x, kernel):
     (32, 8, (3, 3), ((1, 1), (1, 1)), (6, 5)),  # 2 chunks of 16
     (3, 7, (1, 1), ((0, 0), (0, 0)), (6, 5)),
     (3, 7, (1, 1), ((0, 0), (0, 0)), (4, 9)),  # c_out >= c_in: kernel gradient as [c_in, c_out]
+    (3, 5, (1, 1), ((1, 0), (0, 1)), (6, 5)),  # padded 1x1: XLA's input gradient
     (20, 9, (3, 3), ((1, 1), (1, 1)), (3, 32)),  # c_out >= 9 c_in (PhilNet's first layer), 2 chunks
     (5, 6, (2, 2), ((1, 0), (0, 1)), (6, 5)),  # asymmetric padding
     (4, 9, (5, 3), ((2, 2), (1, 1)), (6, 5)),
@@ -242,10 +243,11 @@ def test_training_curves_are_equal_under_every_impl():
   reference, reference_params = _train_losses("xla")
   assert reference[-1] < 0.7 * reference[0], reference  # the steps do train
   # Rounding differences (Winograd's <= 3e-5 of a layer's output, the direct rewrites' ~1e-6)
-  # stay near 1e-5 of the loss for four steps; then a pre-activation or a pooling tie within
+  # stay near 1e-5 of the loss for three steps; then a pre-activation or a pooling tie within
   # rounding of the other branch flips, and SGD at lr 0.05 on 16 images carries it: measured
   # 6e-4 of the loss and of the parameters' norm at step 6 (the direct rewrites alone: 4e-5, 1e-4).
-  np.testing.assert_allclose(rewritten[:4], reference[:4], rtol=5e-5)  # measured <= 8e-6
+  # When it flips depends on the CPU's instructions: at step 4 on a Sapphire Rapids (8e-5).
+  np.testing.assert_allclose(rewritten[:3], reference[:3], rtol=5e-5)  # measured <= 8e-6
   np.testing.assert_allclose(rewritten, reference, rtol=2e-3)
   flat = lambda tree: np.concatenate([np.ravel(p) for p in jax.tree.leaves(tree)])
   drift = np.linalg.norm(flat(rewritten_params) - flat(reference_params))
@@ -332,7 +334,7 @@ def test_step_profile_attributes_the_step_to_the_model_layers(capsys, monkeypatc
   assert abs(sum(float(r[3].rstrip("%")) for r in rows) - 100) < 5  # nearly all of the step
 
 
-def test_conv_layers_benchmark_times_both_forms_and_restores_the_default(capsys, monkeypatch):
+def test_conv_layers_benchmark_times_every_form_and_restores_the_default(capsys, monkeypatch):
   monkeypatch.syspath_prepend(str(pathlib.Path(__file__).parents[1] / "benchmarks"))
   import conv_layers  # pylint: disable=g-import-not-at-top
   _assert_usage_errors(conv_layers.main, [["--layers=8x32"], ["--layers=axb"], ["--repeats=0"]],
@@ -340,8 +342,13 @@ def test_conv_layers_benchmark_times_both_forms_and_restores_the_default(capsys,
   default = layers.WINOGRAD_MIN_CHANNELS
   conv_layers.main(["--layers=8x32x32", "--batch_size=2", "--repeats=1", "--no_torch"])
   rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 8x8")]
-  assert [row.split(" | ")[1] for row in rows] == ["direct", "winograd"]
+  assert [row.split(" | ")[1] for row in rows] == ["xla", "direct", "winograd"]
   assert layers.WINOGRAD_MIN_CHANNELS == default
+  conv_layers.main(["--layers=4x8x16", "--kernel_size=1", "--batch_size=2", "--repeats=1",
+                    "--no_torch"])
+  rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 4x4")]
+  assert [row.split(" | ")[1] for row in rows] == ["xla", "direct"]
+  assert "1x1" in rows[0]
 
 
 def test_pipeline_overhead_benchmark_feeds_the_step_both_ways(capsys, monkeypatch, fake_data_dir):

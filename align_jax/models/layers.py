@@ -15,10 +15,12 @@ benchmarks/train_bench.py and README "Training speed"):
   positions of shifted(x, i, j)^T g, i.e. kh*kw matrix products accumulated over chunks of
   CONV_CHUNK_IMAGES images so that each stays in cache, ordered so that XLA transposes each
   chunk's g once rather than every shifted x (1.1-1.5x faster again where kh*kw*c_in > c_out).
-  Forward passes and input gradients of 1x1 kernels, of output maps of at most
-  IM2COL_MAX_PIXELS pixels (XLA: 10-20x slower at 2x2 and 1x1) and, in training, of layers at
-  most IM2COL_MAX_CHANNELS wide (1.3-1.6x) as one patch-matrix product per IM2COL_CHUNK_ROWS
-  output pixels; XLA's own otherwise. Strided
+  Forward passes and input gradients of output maps of at most IM2COL_MAX_PIXELS pixels (XLA:
+  10-20x slower at 2x2 and 1x1) and, in training, of layers at most IM2COL_MAX_CHANNELS wide
+  (1.3-1.6x) as one patch-matrix product per IM2COL_CHUNK_ROWS output pixels; XLA's own
+  otherwise. 1x1 kernels (ResNet's bottlenecks) are one matrix product over all pixels for the
+  forward pass and both gradients (XLA's convolution: 1.1-2.6x slower at ResNet-50's widths and
+  32x32-4x4 maps, the chunked products 1.0-1.9x). Strided
   convolutions become stride-1 ones first: 1x1 kernels read every s-th pixel, other kernels
   are zero-extended to a multiple of the stride and s x s pixel blocks become channels (XLA:
   up to 270 ms for ResNet-50's 2x2 -> 1x1 3x3 convolution, which becomes a 4 ms product).
@@ -94,6 +96,9 @@ def _im2col_conv(x, kernel, padding):
   """A stride-1 convolution as one matrix product per chunk of images: patches
   [pixels, kh*kw*c_in] times the kernel [kh*kw*c_in, c_out]."""
   kh, kw, c_in, c_out = kernel.shape
+  if kh == kw == 1:  # no patches to bound: one product (chunked: 1.3-3.8x slower at 32x32)
+    return jnp.einsum("bhwc,co->bhwo", jnp.pad(x, ((0, 0), padding[0], padding[1], (0, 0))),
+                      kernel[0, 0])
   b = x.shape[0]
   out_h, out_w = _output_pixels(x, kernel.shape, padding)
   chunk = _chunk_size(b, IM2COL_CHUNK_ROWS // (out_h * out_w))
@@ -208,9 +213,13 @@ def kernel_gradient(x, g, kernel_shape, padding):
   if tile:
     return _winograd_kernel_gradient(x, g, kernel_shape, padding, tile)
   kh, kw, c_in, c_out = kernel_shape
+  accumulate = jnp.promote_types(x.dtype, jnp.float32)
+  if kh == kw == 1:  # one product over all pixels (chunked: up to 1.6x slower at 32x32)
+    xp = jnp.pad(x, ((0, 0), padding[0], padding[1], (0, 0))).reshape(-1, c_in)
+    return jnp.matmul(xp.T, g.reshape(-1, c_out),
+                      preferred_element_type=accumulate).reshape(kernel_shape)
   height, width = g.shape[1:3]
   chunk = _chunk_size(x.shape[0])
-  accumulate = jnp.promote_types(x.dtype, jnp.float32)
   # XLA transposes the first operand of each product: with g first, the chunk's g once for all
   # taps; with x first, every shifted x (1.1-2x slower where kh*kw*c_in > c_out)
   g_first = c_out < kh * kw * c_in
