@@ -110,6 +110,32 @@ def test_nn_conv_with_the_rewrite_hook_equals_xla(kernel_size, strides, padding,
   assert bool(calls) == rewritten
 
 
+@pytest.mark.parametrize("size,kernel_size,stride,padding,kept", [
+    (1, 3, 1, "SAME", (1, 1)),  # ResNet's 3x3 convolutions on 1x1 maps: the centre tap only
+    (2, 3, 2, "SAME", (2, 2)),  # its strided one from 2x2 to 1x1: the taps over the 2x2 pixels
+    (1, 7, 2, ((3, 3), (3, 3)), (1, 1)),  # a 7x7 stem on a single pixel
+    (2, 7, 2, ((3, 3), (2, 4)), (2, 2)),  # uneven padding: columns 2-3 of the kernel
+    (3, 5, 1, ((4, 0), (0, 4)), (3, 3)),  # two tap rows and two columns read only padding
+    (4, 3, 2, "SAME", (3, 3)),  # every tap reads a pixel for some output: nothing dropped
+    (2, 3, 1, "SAME", (3, 3)),
+])
+def test_kernel_taps_that_read_only_padding_are_dropped_exactly(size, kernel_size, stride,
+                                                                padding, kept, monkeypatch):
+  x = jax.random.normal(jax.random.key(0), (3, size, size, 6))
+  layer = lambda impl: nn.Conv(5, (kernel_size,) * 2, stride, padding=padding, use_bias=False,
+                               conv_general_dilated=layers.conv_general_dilated(impl))
+  kernel = layer("xla").init(jax.random.key(1), x)["params"]["kernel"]
+  apply = lambda impl: lambda x, k: layer(impl).apply({"params": {"kernel": k}}, x)
+  _close(_value_and_grads(apply("rewritten"), x, kernel), _value_and_grads(apply("xla"), x, kernel))
+  kept_taps = []  # the kernel the rewrites are handed
+  monkeypatch.setattr(layers, "shifted_gemm_conv",
+                      lambda x_, k_, *_: kept_taps.append(k_.shape[:2]) or x_)
+  monkeypatch.setattr(layers, "_strided_conv",
+                      lambda x_, k_, *_: kept_taps.append(k_.shape[:2]) or x_)
+  layer("rewritten").apply({"params": {"kernel": kernel}}, x)
+  assert kept_taps == [kept]
+
+
 @pytest.mark.parametrize("shape,patch_training,patch_inference", [
     ((3, 8, 6, 3), True, True),  # images (the VAE's first layer)
     ((2, 8, 8, 32), True, True),

@@ -19,11 +19,16 @@ benchmarks/train_bench.py and README "Training speed"):
   10-20x slower at 2x2 and 1x1) and, in training, of layers at most IM2COL_MAX_CHANNELS wide
   (1.3-1.6x) as one patch-matrix product per IM2COL_CHUNK_ROWS output pixels; XLA's own
   otherwise. 1x1 kernels (ResNet's bottlenecks) are one matrix product over all pixels for the
-  forward pass and both gradients (XLA's convolution: 1.1-2.6x slower at ResNet-50's widths and
-  32x32-4x4 maps, the chunked products 1.0-1.9x). Strided
+  forward pass and both gradients (XLA's convolution, forward + both gradients: 1.5-4.5x slower
+  at ResNet-50's widths and 32x32-4x4 maps, its kernel gradient up to 6x; the chunked products
+  1.0-1.9x; benchmarks/conv_layers.py --kernel_size=1). Strided
   convolutions become stride-1 ones first: 1x1 kernels read every s-th pixel, other kernels
   are zero-extended to a multiple of the stride and s x s pixel blocks become channels (XLA:
   up to 270 ms for ResNet-50's 2x2 -> 1x1 3x3 convolution, which becomes a 4 ms product).
+- Kernel taps that read only padding, for every output, are dropped before any of this (exact):
+  ResNet-50 with the ImageNet stem runs its last stage's 3x3 convolutions on 1x1 maps (only the
+  centre tap reads a pixel: 9x fewer products) and its 3x3 stride-2 one from 2x2 to 1x1 (4 taps,
+  where the stride-2 form below would have extended the kernel to 16).
 - 4x4 stride-2 convolutions padded by one pixel ('SAME' on even maps: the VAE encoder's) and
   4x4 stride-2 'SAME' transposed convolutions (`ConvTranspose2x`: its decoder's), each the
   other's adjoint: one matrix product of the 4x4 input patches (2x2 blocks of 2x2 pixels,
@@ -336,11 +341,25 @@ def _strided_conv(x, kernel, stride: int, padding):
   return _with_training_form(inference, rewritten)(x, kernel)
 
 
+def _live_taps(size: int, taps: int, stride: int, padding) -> tuple[int, int, tuple]:
+  """(first, end, padding') of the kernel taps along one axis that read an input pixel for
+  some output, and the padding that keeps the output size once the others are dropped; all
+  taps where none can be dropped. E.g. a 3x3 'SAME' kernel on a 1x1 map: only its centre."""
+  low, high = padding
+  out = (size + low + high - taps) // stride + 1
+  first, end = max(0, low - (out - 1) * stride), min(taps, low + size)
+  new_high = (out - 1) * stride + end - first - size - (low - first)
+  if min(low, high, new_high) < 0 or end <= first or (first, end) == (0, taps):
+    return 0, taps, padding
+  return first, end, (low - first, new_high)
+
+
 def _rewritten_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
                     dimension_numbers=None, feature_group_count=1, precision=None):
   """`lax.conv_general_dilated`'s signature: undilated, ungrouped 2-D NHWC convolutions with
   equal strides as `shifted_gemm_conv` (strided ones through `_strided_conv`), XLA's own
-  convolution for everything else."""
+  convolution for everything else. Kernel taps that read only padding are dropped first
+  (ResNet-50's ImageNet stem: its last stage's 3x3 convolutions on 1x1 maps are 1x1 ones)."""
   stride = window_strides[0]
   if (lhs.ndim == 4 and feature_group_count == 1 and tuple(window_strides) == (stride,) * 2
       and all(d is None or math.prod(d) == 1 for d in (lhs_dilation, rhs_dilation))
@@ -348,6 +367,9 @@ def _rewritten_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_di
     if isinstance(padding, str):
       padding = lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], window_strides, padding)
     padding = tuple(tuple(int(p) for p in pair) for pair in padding)
+    (top, bottom, rows), (left, right, columns) = (
+        _live_taps(lhs.shape[1 + axis], rhs.shape[axis], stride, padding[axis]) for axis in (0, 1))
+    rhs, padding = rhs[top:bottom, left:right], (rows, columns)
     if stride == 1:
       return shifted_gemm_conv(lhs, rhs, padding)
     return _strided_conv(lhs, rhs, stride, padding)
