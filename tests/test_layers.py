@@ -219,7 +219,7 @@ def test_policy_picks_per_backend_and_rejects_unknown_names():
     layers.conv_general_dilated("fast")
 
 
-SLOW = pytest.mark.slow  # ResNets: the same rewritten layers as PhilNet and the VAE, 25 s more
+SLOW = pytest.mark.slow  # ResNets (their 1x1 and strided layers are also tested one by one)
 MODELS = [("philnet", {}),
           pytest.param("resnet18", {"zero_init_last_bn": False, "stage_sizes": (1, 1)}, marks=SLOW),
           pytest.param("resnet50", {"stem": "imagenet", "zero_init_last_bn": False,
@@ -244,10 +244,17 @@ def test_models_have_the_same_parameters_and_gradients_under_every_impl(name, kw
   _close_in_norm(grads(models["rewritten"]), grads(models["xla"]))
 
 
+# PhilNet without dropout; a two-stage ResNet-50 with the CIFAR stem (1x1 convolutions at 32x32
+# and 16x16, Winograd's 3x3, a strided 3x3 and a strided 1x1 shortcut)
+CURVE_MODELS = {"philnet": {"dropout_rate": 0.0},
+                "resnet50": {"stage_sizes": (1, 1), "zero_init_last_bn": False}}
+
+
 @functools.lru_cache(maxsize=None)  # the f32 rewritten run serves two tests
-def _train_losses(impl: str, dtype=jnp.float32, n_steps: int = 6) -> tuple[list, dict]:
-  model = create_model("philnet", bn_axis_name=steps.AXIS_NAME, dropout_rate=0.0,
-                       layer_impl=impl, dtype=dtype)
+def _train_losses(impl: str, dtype=jnp.float32, n_steps: int = 6,
+                  name: str = "philnet") -> tuple[list, dict]:
+  model = create_model(name, bn_axis_name=steps.AXIS_NAME, layer_impl=impl, dtype=dtype,
+                       **CURVE_MODELS[name])
   task = tasks.ClassificationTask()
   variables = task.init_variables(model, jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
   state = train_state.create_train_state(variables, model.apply, optax.sgd(0.05))
@@ -264,15 +271,18 @@ def _train_losses(impl: str, dtype=jnp.float32, n_steps: int = 6) -> tuple[list,
   return losses, jax_utils.unreplicate(rstate).params
 
 
-def test_training_curves_are_equal_under_every_impl():
-  rewritten, rewritten_params = _train_losses("rewritten")
-  reference, reference_params = _train_losses("xla")
-  assert reference[-1] < 0.7 * reference[0], reference  # the steps do train
+@pytest.mark.parametrize("name", ["philnet", pytest.param("resnet50", marks=SLOW)])
+def test_training_curves_are_equal_under_every_impl(name):
+  rewritten, rewritten_params = _train_losses("rewritten", name=name)
+  reference, reference_params = _train_losses("xla", name=name)
+  assert reference[-1] < 0.85 * reference[0], reference  # the steps do train (PhilNet: to 0.6)
   # Rounding differences (Winograd's <= 3e-5 of a layer's output, the direct rewrites' ~1e-6)
   # stay near 1e-5 of the loss for three steps; then a pre-activation or a pooling tie within
   # rounding of the other branch flips, and SGD at lr 0.05 on 16 images carries it: measured
   # 6e-4 of the loss and of the parameters' norm at step 6 (the direct rewrites alone: 4e-5, 1e-4).
   # When it flips depends on the CPU's instructions: at step 4 on a Sapphire Rapids (8e-5).
+  # The two-stage ResNet-50 (no max-pool, 1x1 products, strided layers): <= 2e-6 of the loss at
+  # every step, 2e-5 of the parameters' norm.
   np.testing.assert_allclose(rewritten[:3], reference[:3], rtol=5e-5)  # measured <= 8e-6
   np.testing.assert_allclose(rewritten, reference, rtol=2e-3)
   flat = lambda tree: np.concatenate([np.ravel(p) for p in jax.tree.leaves(tree)])
@@ -287,8 +297,8 @@ def test_bfloat16_computes_in_bf16_keeps_float32_parameters_and_tracks_float32()
   assert {p.dtype for p in jax.tree.leaves(variables)} == {jnp.dtype(jnp.float32)}
   logits, features = model.apply(variables, x, train=False)
   assert logits.dtype == jnp.float32 and features["block1"].dtype == jnp.bfloat16
-  bf16, _ = _train_losses("rewritten", jnp.bfloat16)
-  f32, _ = _train_losses("rewritten")
+  bf16, _ = _train_losses("rewritten", jnp.bfloat16, name="philnet")
+  f32, _ = _train_losses("rewritten", name="philnet")  # cached: the curve test's run
   assert bf16[-1] < 0.7 * bf16[0], bf16
   np.testing.assert_allclose(bf16, f32, rtol=0.05)  # bf16 has 8 mantissa bits
 
