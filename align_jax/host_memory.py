@@ -5,8 +5,8 @@ batch 128: 92 MB; PhilNet's: 430 MB; ResNet-50 with the CIFAR stem: 6.7 GB) on a
 and frees it when the step ends. glibc serves blocks that large with mmap (always above 64 MiB
 on a worker thread's arena, above 32 MiB on any) and gives them back with munmap, so every step
 faults all its temporary memory back in, page by page: 22,000 page faults per VAE step, 126,000
-per PhilNet step, 1.6 million per CIFAR-stem ResNet-50 step (~1 us each on the 2-core machine,
-plus zeroing). `retain_freed_memory` has glibc serve every block from one heap that it never
+per PhilNet step, 1.6 million per CIFAR-stem ResNet-50 step (~4 us each, zeroing included, on
+the 2-core machine). `retain_freed_memory` has glibc serve every block from one heap that it never
 trims: steps reuse the memory (README, "Training speed": PhilNet +9% train, +17% inference
 images/s; the CIFAR-stem ResNet-50 11.2 -> 16.5 train images/s against trimming beyond 2 GiB,
 which returned its 6.7 GB block every step). Resident memory stays at its peak; train_bench's

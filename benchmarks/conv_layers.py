@@ -113,12 +113,10 @@ def main(argv=None) -> None:
     g = rng.standard_normal((args.batch_size, size, size, c_out), np.float32)
     inputs = {"forward": (x, w), "input gradient": (g, w), "kernel gradient": (x, g)}
     forms = {"xla": _xla_parts(x, w, padding)}
-    min_channels = {"xla": default_min_channels, "direct": 1 << 30,
-                    "winograd": default_min_channels}
     for form in ("direct",) if k == 1 else ("direct", "winograd"):
       forms[form] = _parts(layers, w.shape, padding)
     for form, parts in forms.items():
-      layers.WINOGRAD_MIN_CHANNELS = min_channels[form]
+      layers.WINOGRAD_MIN_CHANNELS = 1 << 30 if form == "direct" else default_min_channels
       for part, fn in parts.items():  # traced and compiled now, under this form
         jax.block_until_ready(fn(*inputs[part]))
     layers.WINOGRAD_MIN_CHANNELS = default_min_channels

@@ -84,6 +84,16 @@ def test_shifted_gemm_gradients_equal_jax_grad_of_the_plain_convolution(batch, s
   _close(_value_and_grads(shifted, x, kernel), _value_and_grads(plain, x, kernel))
 
 
+def _hooked_conv(x, features, kernel_size, strides, padding):
+  """(apply, kernel): apply(impl)(x, kernel) runs an nn.Conv through the rewrite hook of policy
+  `impl`, with the initial kernel (and bias) of the layer."""
+  layer = lambda impl: nn.Conv(features, kernel_size, strides, padding=padding,
+                               conv_general_dilated=layers.conv_general_dilated(impl))
+  params = layer("xla").init(jax.random.key(1), x)["params"]
+  apply = lambda impl: lambda x, k: layer(impl).apply({"params": {**params, "kernel": k}}, x)
+  return apply, params["kernel"]
+
+
 @pytest.mark.parametrize("kernel_size,strides,padding,rewritten", [
     ((3, 3), (1, 1), "SAME", True),
     ((4, 4), (2, 2), "SAME", True),  # odd width: space-to-depth, then stride 1 (even: below)
@@ -97,15 +107,10 @@ def test_shifted_gemm_gradients_equal_jax_grad_of_the_plain_convolution(batch, s
 def test_nn_conv_with_the_rewrite_hook_equals_xla(kernel_size, strides, padding, rewritten,
                                                   monkeypatch):
   x = jax.random.normal(jax.random.key(0), (4, 16, 15, 5))
-  layer = lambda impl: nn.Conv(7, kernel_size, strides, padding=padding,
-                               conv_general_dilated=layers.conv_general_dilated(impl))
-  variables = layer("xla").init(jax.random.key(1), x)
+  apply, kernel = _hooked_conv(x, 7, kernel_size, strides, padding)
   calls = []
   original = layers.shifted_gemm_conv
   monkeypatch.setattr(layers, "shifted_gemm_conv", lambda *a: calls.append(1) or original(*a))
-  apply = lambda impl: lambda x, k: layer(impl).apply(
-      {"params": {"kernel": k, "bias": variables["params"]["bias"]}}, x)
-  kernel = variables["params"]["kernel"]
   _close(_value_and_grads(apply("rewritten"), x, kernel), _value_and_grads(apply("xla"), x, kernel))
   assert bool(calls) == rewritten
 
@@ -122,17 +127,17 @@ def test_nn_conv_with_the_rewrite_hook_equals_xla(kernel_size, strides, padding,
 def test_kernel_taps_that_read_only_padding_are_dropped_exactly(size, kernel_size, stride,
                                                                 padding, kept, monkeypatch):
   x = jax.random.normal(jax.random.key(0), (3, size, size, 6))
-  layer = lambda impl: nn.Conv(5, (kernel_size,) * 2, stride, padding=padding, use_bias=False,
-                               conv_general_dilated=layers.conv_general_dilated(impl))
-  kernel = layer("xla").init(jax.random.key(1), x)["params"]["kernel"]
-  apply = lambda impl: lambda x, k: layer(impl).apply({"params": {"kernel": k}}, x)
+  apply, kernel = _hooked_conv(x, 5, (kernel_size,) * 2, stride, padding)
   _close(_value_and_grads(apply("rewritten"), x, kernel), _value_and_grads(apply("xla"), x, kernel))
   kept_taps = []  # the kernel the rewrites are handed
-  monkeypatch.setattr(layers, "shifted_gemm_conv",
-                      lambda x_, k_, *_: kept_taps.append(k_.shape[:2]) or x_)
-  monkeypatch.setattr(layers, "_strided_conv",
-                      lambda x_, k_, *_: kept_taps.append(k_.shape[:2]) or x_)
-  layer("rewritten").apply({"params": {"kernel": kernel}}, x)
+
+  def record(x_, k_, *_):
+    kept_taps.append(k_.shape[:2])
+    return jnp.zeros(x_.shape[:-1] + k_.shape[-1:])
+
+  monkeypatch.setattr(layers, "shifted_gemm_conv", record)
+  monkeypatch.setattr(layers, "_strided_conv", record)
+  apply("rewritten")(x, kernel)
   assert kept_taps == [kept]
 
 
@@ -145,12 +150,7 @@ def test_kernel_taps_that_read_only_padding_are_dropped_exactly(size, kernel_siz
 def test_4x4_stride_2_convolutions_as_patch_products_equal_xla(shape, patch_training,
                                                                patch_inference, monkeypatch):
   x = jax.random.normal(jax.random.key(0), shape)
-  layer = lambda impl: nn.Conv(5, (4, 4), (2, 2), padding="SAME",
-                               conv_general_dilated=layers.conv_general_dilated(impl))
-  variables = layer("xla").init(jax.random.key(1), x)
-  apply = lambda impl: lambda x, k: layer(impl).apply(
-      {"params": {"kernel": k, "bias": variables["params"]["bias"]}}, x)
-  kernel = variables["params"]["kernel"]
+  apply, kernel = _hooked_conv(x, 5, (4, 4), (2, 2), "SAME")
   calls = []
   original = layers._gemm_conv_stride2  # pylint: disable=protected-access
   monkeypatch.setattr(layers, "_gemm_conv_stride2", lambda *a: calls.append(1) or original(*a))

@@ -92,6 +92,11 @@ def _output_pixels(x, kernel_shape, padding) -> tuple[int, int]:
   return tuple(x.shape[1 + i] + sum(padding[i]) - kernel_shape[i] + 1 for i in range(2))
 
 
+def _pad_map(x, padding):
+  """x [b, h, w, c] zero-padded by ((top, bottom), (left, right))."""
+  return jnp.pad(x, ((0, 0), padding[0], padding[1], (0, 0)))
+
+
 def _chunk_size(batch: int, most: int = CONV_CHUNK_IMAGES) -> int:
   """The largest divisor of `batch` that is at most `most` (and at least 1)."""
   return max(d for d in range(1, max(min(batch, most), 1) + 1) if batch % d == 0)
@@ -101,16 +106,13 @@ def _im2col_conv(x, kernel, padding):
   """A stride-1 convolution as one matrix product per chunk of images: patches
   [pixels, kh*kw*c_in] times the kernel [kh*kw*c_in, c_out]."""
   kh, kw, c_in, c_out = kernel.shape
-  if kh == kw == 1:  # no patches to bound: one product (chunked: 1.3-3.8x slower at 32x32)
-    return jnp.einsum("bhwc,co->bhwo", jnp.pad(x, ((0, 0), padding[0], padding[1], (0, 0))),
-                      kernel[0, 0])
   b = x.shape[0]
   out_h, out_w = _output_pixels(x, kernel.shape, padding)
   chunk = _chunk_size(b, IM2COL_CHUNK_ROWS // (out_h * out_w))
   flat_kernel = kernel.reshape(kh * kw * c_in, c_out)
 
   def one_chunk(xc):
-    xp = jnp.pad(xc, ((0, 0), padding[0], padding[1], (0, 0)))
+    xp = _pad_map(xc, padding)
     patches = jnp.concatenate([xp[:, i:i + out_h, j:j + out_w]
                                for i in range(kh) for j in range(kw)], axis=-1)
     return jnp.einsum("bhwk,ko->bhwo", patches, flat_kernel)
@@ -197,16 +199,18 @@ def _winograd_kernel_gradient(x, g, kernel_shape, padding, m: int):
 
 def _stride1_conv(x, kernel, padding, training: bool):
   """Winograd's form where `_winograd_tile` allows (forward 1.5-2.3x faster than XLA:CPU's
-  convolution or patch matrices on 32-512 channels). XLA:CPU's convolution is slowest for 1x1
-  kernels and small maps, and in training also for narrow layers: those go through patch
-  matrices. (In inference XLA fuses the narrow layers' convolutions with what follows, which
+  convolution or patch matrices on 32-512 channels). 1x1 kernels are one matrix product.
+  XLA:CPU's convolution is slowest for small maps, and in training also for narrow layers: those
+  go through patch matrices. (In inference XLA fuses the narrow layers' convolutions with what follows, which
   patch matrices would undo: measured slower.)"""
   kh, kw, c_in, c_out = kernel.shape
   pixels = math.prod(_output_pixels(x, kernel.shape, padding))
   tile = _winograd_tile(x, kernel.shape, padding)
   if tile:
     return _winograd_conv(x, kernel, padding, tile)
-  if (kh * kw == 1 or pixels <= IM2COL_MAX_PIXELS
+  if kh == kw == 1:  # one product over all pixels (chunked patch products: 1.3-3.8x slower)
+    return jnp.einsum("bhwc,co->bhwo", _pad_map(x, padding), kernel[0, 0])
+  if (pixels <= IM2COL_MAX_PIXELS
       or (training and min(c_in, c_out) <= IM2COL_MAX_CHANNELS)):
     return _im2col_conv(x, kernel, padding)
   return _plain(x, kernel, padding)
@@ -220,7 +224,7 @@ def kernel_gradient(x, g, kernel_shape, padding):
   kh, kw, c_in, c_out = kernel_shape
   accumulate = jnp.promote_types(x.dtype, jnp.float32)
   if kh == kw == 1:  # one product over all pixels (chunked: up to 1.6x slower at 32x32)
-    xp = jnp.pad(x, ((0, 0), padding[0], padding[1], (0, 0))).reshape(-1, c_in)
+    xp = _pad_map(x, padding).reshape(-1, c_in)
     return jnp.matmul(xp.T, g.reshape(-1, c_out),
                       preferred_element_type=accumulate).reshape(kernel_shape)
   height, width = g.shape[1:3]
@@ -231,7 +235,7 @@ def kernel_gradient(x, g, kernel_shape, padding):
 
   def add_chunk(total, xg):
     xc, gc = xg
-    xp = jnp.pad(xc, ((0, 0), padding[0], padding[1], (0, 0)))
+    xp = _pad_map(xc, padding)
     taps = [xp[:, i:i + height, j:j + width] for i in range(kh) for j in range(kw)]
     products = [jnp.einsum("bhwo,bhwi->oi", gc, tap, preferred_element_type=accumulate)
                 if g_first else
@@ -290,7 +294,7 @@ def _as_stride1(x, kernel, stride: int, padding):
   kh, kw, c, o = kernel.shape
   out = [(x.shape[1 + i] + sum(padding[i]) - k) // stride + 1 for i, k in enumerate((kh, kw))]
   if kh == kw == 1:
-    x = jnp.pad(x, ((0, 0), padding[0], padding[1], (0, 0)))
+    x = _pad_map(x, padding)
     return x[:, :stride * out[0]:stride, :stride * out[1]:stride], kernel
   taps = [-(-k // stride) * stride for k in (kh, kw)]
   kernel = jnp.pad(kernel, ((0, taps[0] - kh), (0, taps[1] - kw), (0, 0), (0, 0)))
