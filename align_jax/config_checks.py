@@ -99,6 +99,9 @@ def alignment(config) -> None:
     problems.append(str(e).rstrip("."))
   if config.n_ceiling_splits < 1 or config.figure_images < 10 or config.batch_size < 1:
     problems.append("n_ceiling_splits and batch_size must be >= 1, figure_images >= 10")
+  if config.cache_dir and os.path.isfile(os.path.expanduser(config.cache_dir)):
+    problems.append(f"cache_dir={config.cache_dir!r} is a file: give a directory, or '' for no "
+                    "shared cache")
   _raise("alignment config", problems + _data_dir(config))
 
 

@@ -17,6 +17,10 @@ _COMPILATION_CACHE = tempfile.mkdtemp(prefix="align_jax_tests_xla_cache_")
 atexit.register(shutil.rmtree, _COMPILATION_CACHE, ignore_errors=True)
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _COMPILATION_CACHE)
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+# align_jax's per-user cache (shared noise ceilings): a temporary one, never the user's own
+_USER_CACHE = tempfile.mkdtemp(prefix="align_jax_tests_user_cache_")
+atexit.register(shutil.rmtree, _USER_CACHE, ignore_errors=True)
+os.environ["ALIGN_JAX_CACHE_DIR"] = _USER_CACHE
 
 SHARED_DATA = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "shared",
                                            "data"))

@@ -27,16 +27,32 @@ def _pairs(pairs) -> str:
 
 
 def _data_lines(results: dict) -> list[str]:
+  """Where the images, the human data and each model's numbers come from: models given as
+  files bring arrays computed elsewhere, the others' features were computed here from the
+  data directory's images (which may be the JPEG stand-in)."""
   data = results["provenance"]["data"]
+  files = [label for label, m in results["models"].items() if m["model"] == "file"]
+  computed = [label for label in results["models"] if label not in files]
   lines = [f"- Images: the first {results['n_images']:,} CIFAR-10 test images (official order); "
            f"RDM metric `{results['metric']}`; methods {', '.join(results['methods'])}; "
            f"seed {results['provenance']['seed']}.",
            f"- Data directory: `{data['data_dir']}`."]
-  if data["cifar10_stand_in"]:
-    lines.insert(0, "> **CIFAR-10 (JPEG stand-in).** The images were decoded from JPEG copies of "
-                 "CIFAR-10 (the data directory's PROVENANCE.json says so): every number here is "
-                 "an estimate of the figure on the official archive.\n")
+  if files:
+    lines.insert(0, f"> **Models given as files: {_names(files)}.** Their arrays were computed "
+                 "elsewhere, by whoever made the files; here they are scored against CIFAR-10H "
+                 "and the CIFAR-10 test labels, both in the official order"
+                 + (" (the data directory's stand-in images keep the official labels)."
+                    if data["cifar10_stand_in"] else ".") + "\n")
+  if data["cifar10_stand_in"] and computed:
+    lines.insert(0, "> **CIFAR-10 (JPEG stand-in).** The features of "
+                 f"{_names(computed)} were computed here from JPEG copies of the CIFAR-10 "
+                 "images (the data directory's PROVENANCE.json says so): their numbers are "
+                 "estimates of the figures on the official archive.\n")
   return lines
+
+
+def _names(labels: list[str]) -> str:
+  return ", ".join(f"`{label}`" for label in labels)
 
 
 def _statistics_lines(results: dict) -> list[str]:

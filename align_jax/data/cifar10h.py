@@ -12,6 +12,7 @@ import urllib.request
 
 import numpy as np
 
+import align_jax
 from align_jax.errors import InputError
 
 NUM_IMAGES = 10_000
@@ -28,8 +29,7 @@ MIN_MAJORITY_AGREEMENT = 0.95
 
 
 def default_cache_dir() -> str:
-  return os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")),
-                      "align_jax", SUBDIR)
+  return os.path.join(align_jax.user_cache_dir(), SUBDIR)
 
 
 def fetch_url(url: str) -> bytes:

@@ -174,7 +174,8 @@ def _align(config, workdir: str, previous: str, models: dict[str, str], images, 
   """Every output of the run, written into `workdir` (the staging folder); `previous` is the
   output directory, whose cache/ and earlier RDMs are reused where nothing changed."""
   methods, n, run_id = split_list(config.methods), len(labels), uuid.uuid4().hex[:12]
-  store = cache.Cache(previous)
+  store = cache.Cache.of_workdir(previous)
+  ceiling_store = cache.shared_cache(config.cache_dir) or store
   human_key = cache.key(kind="human", probs=cache.digest(human_probs),
                         counts=cache.digest(counts), metric=config.metric)
   logging.info("Alignment of %s on %d images, %s RDMs, methods %s.", sorted(models), n,
@@ -197,13 +198,14 @@ def _align(config, workdir: str, previous: str, models: dict[str, str], images, 
                    image_order="class ids 0..9")
   reps = _gather(config, models, images, store)
   _check_comparisons(config, reps)  # before the noise ceiling's minutes
-  results["noise_ceiling"] = store.json(
-      cache.key(kind="noise_ceiling", human=human_key, methods=methods,
+  results["noise_ceiling"] = ceiling_store.json(
+      cache.key(kind="noise_ceiling", human=human_key, n_images=n, methods=methods,
                 n_splits=config.n_ceiling_splits, seed=config.seed),
-      lambda: _noise_ceilings(config, counts, methods))
+      lambda: _noise_ceilings(config, counts, methods), what="Noise ceiling")
   fold_source = next((r for r in reps if r.fold_images), None)
   figure_idx = _figure_subset(labels, min(config.figure_images, n), config.seed)
   run = scoring.Run(config=config, workdir=workdir, previous=previous, store=store,
+             ceiling_store=ceiling_store,
              human_key=human_key, run_id=run_id, results=results, methods=methods,
              labels=labels, counts=counts, human_probs=human_probs, human_rdm=human_rdm,
              human_class=human_class,

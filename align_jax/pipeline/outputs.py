@@ -9,6 +9,7 @@ figures of another run (each names its `run_id`).
 """
 
 import glob
+import hashlib
 import importlib.metadata
 import json
 import os
@@ -44,19 +45,20 @@ def figure_path(workdir: str, name: str) -> str:
 
 
 def save_rdm(workdir: str, name: str, rdm: np.ndarray, **sidecar) -> str:
-  """Writes `rdms/<name>.npy` (condensed, float32, scipy pdist order; kept when already there,
-  e.g. linked from the previous run by pipeline/cache.py) and `rdms/<name>.json` (metric,
-  layer, image order ...); returns the .npy path relative to workdir."""
+  """Writes `rdms/<name>.npy` (condensed, float32, scipy pdist order) and `rdms/<name>.json`
+  (metric, layer, image order ..., and the .npy file's sha256, which a later run checks before
+  reusing it); returns the .npy path relative to workdir."""
   relative = os.path.join(RDM_DIR, f"{name}.npy")
   path = os.path.join(workdir, relative)
   os.makedirs(os.path.dirname(path), exist_ok=True)
-  if not os.path.exists(path):
-    with open(path + ".tmp", "wb") as f:
-      np.save(f, np.asarray(rdm, np.float32))
-    os.replace(path + ".tmp", path)
+  with open(path + ".tmp", "wb") as f:
+    np.save(f, np.asarray(rdm, np.float32))
+  with open(path + ".tmp", "rb") as f:
+    sha256 = hashlib.file_digest(f, "sha256").hexdigest()
+  os.replace(path + ".tmp", path)
   atomic_write_json(os.path.join(workdir, RDM_DIR, f"{name}.json"),
                     dict(sidecar, format="condensed upper triangle, scipy.spatial.distance.pdist "
-                         "order, float32", num_pairs=int(np.size(rdm))))
+                         "order, float32", num_pairs=int(np.size(rdm)), sha256=sha256))
   return relative
 
 

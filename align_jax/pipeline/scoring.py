@@ -30,6 +30,7 @@ class Run:
   workdir: str  # where this run's outputs are written (the staging folder)
   previous: str  # the output directory, holding the previous run's files until publishing
   store: cache.Cache  # features and statistics of earlier runs
+  ceiling_store: cache.Cache  # noise ceilings (the per-user cache, or `store` without one)
   human_key: str  # cache key of the human side (label distributions, counts, metric)
   run_id: str
   results: dict
@@ -79,11 +80,11 @@ def add_fold_statistics(run: Run) -> None:
   for targets in groups.values():
     folds = targets[0][3]
     humans = run.human_rdms_of(folds)
-    ceilings = run.store.json(
+    ceilings = run.ceiling_store.json(
         cache.key(kind="fold_ceilings", human=run.human_key, folds=cache.digest(
             np.concatenate(folds)), sizes=[len(f) for f in folds], methods=methods,
             n_splits=config.n_ceiling_splits, seed=config.seed),
-        lambda: _fold_ceilings(run, folds))
+        lambda: _fold_ceilings(run, folds), what="Within-fold noise ceilings")
     per_fold = []  # per fold: {target: (estimates {method: value}, bootstrap [n, methods])}
     for k, (idx, human_rdm) in enumerate(zip(folds, humans)):
       rdms = {_fold_name(t): np.asarray(rsa.rdm(t[4][k], config.metric)) for t in targets}
@@ -130,7 +131,7 @@ def score_representation(rep, run: Run) -> None:
     start = time.perf_counter()
     name, rdm_key = f"{rep.label}__{layer}", cache.key(kind="rdm", features=cache.digest(feats),
                                                        metric=metric)
-    model_rdm = cache.reuse_rdm(run.previous, workdir, name, rdm_key)
+    model_rdm = cache.reuse_rdm(run.previous, name, rdm_key)
     if model_rdm is None:
       model_rdm = np.asarray(rsa.rdm(feats, metric))
     path = outputs.save_rdm(workdir, name, model_rdm, run_id=run.run_id, key=rdm_key,

@@ -35,6 +35,7 @@ def _stage(workdir: str, name: str, config: ml_collections.ConfigDict, run):
     with open(path) as f:
       stages = json.load(f)
   fingerprint = json.loads(config.to_json_best_effort(sort_keys=True))
+  fingerprint.pop("cache_dir", None)  # where reusable work is kept changes no result
   if name in stages:
     if stages[name]["config"] != fingerprint:
       raise InputError(f"Stage {name!r} in {workdir} finished with a different config. Use a new "

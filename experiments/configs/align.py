@@ -13,6 +13,8 @@ import os
 
 import ml_collections
 
+import align_jax
+
 from experiments.configs import common
 
 
@@ -44,6 +46,9 @@ def get_config(arg: str | None = None):
   config.n_kappa_resamples = 1000  # bootstrap resamples for the error-consistency CI
   config.figure_images = 500  # images shown in RDM heatmaps (a seeded subset)
   config.seed = 0
+  # per-user cache shared by every output folder: noise ceilings ('' = off: each output folder
+  # keeps its own in OUT/cache/); $ALIGN_JAX_CACHE_DIR moves it
+  config.cache_dir = align_jax.user_cache_dir()
   return common.choose_variant(config, arg, {"quick": dict(
       num_images=1000, n_bootstrap=50, n_permutations=50, n_fold_bootstrap=50,
       n_ceiling_splits=8,
