@@ -20,7 +20,7 @@ import numpy as np
 from align_jax.data import input_pipeline
 from align_jax.errors import InputError
 from align_jax.models import create_model
-from align_jax.progress import Progress
+from align_jax.runtime.progress import Progress
 from align_jax.training import checkpoint, pretrained, tasks
 
 REDUCTIONS = ("mean", "projection")

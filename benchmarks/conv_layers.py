@@ -56,7 +56,7 @@ def _parts(layers, kernel_shape, padding):
   layers.WINOGRAD_MIN_CHANNELS when they are traced, i.e. at their first call."""
   import jax  # pylint: disable=g-import-not-at-top
   # pylint: disable=protected-access
-  return {"forward": jax.jit(lambda x, w: layers._stride1_conv(x, w, padding, True)),
+  return {"forward": jax.jit(lambda x, w: layers._conv_in_fastest_form(x, w, padding, True)),
           "input gradient": jax.jit(lambda g, w: layers._input_gradient(g, w, padding)),
           "kernel gradient": jax.jit(lambda x, g: layers.kernel_gradient(x, g, kernel_shape,
                                                                          padding))}
@@ -88,7 +88,7 @@ def _torch_step(x, w, g, pad: int):
 def main(argv=None) -> None:
   args = _parse_args(argv)
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-  from align_jax import host_memory  # pylint: disable=g-import-not-at-top
+  from align_jax.runtime import host_memory  # pylint: disable=g-import-not-at-top
   host_memory.retain_freed_memory()
   if not args.no_torch:
     try:

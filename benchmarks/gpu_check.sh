@@ -7,12 +7,13 @@
 # n = 10,000 and 30,000 on the jitted path. Prints images/s, epoch time and RSA timings, and
 # copies the logs to $OUT (or ./gpu_check_out).
 #
-# The GPU machine has jax, flax, optax, orbax, tensorboard, scipy, matplotlib and Pillow but no
-# TensorFlow, tfds, clu or ml_collections, and no network, so two steps:
-#   here, once (needs pip and ../shared/data):   bash benchmarks/gpu_check.sh prepare
+# For a GPU machine without network that has jax, flax, optax, orbax, tensorboard, scipy,
+# matplotlib and Pillow but not TensorFlow, tfds, clu or ml_collections, two steps:
+#   on a machine with network, once:   bash benchmarks/gpu_check.sh prepare
 #     -> .gpu_carry/ (git-ignored, ~57 MB): wheels of clu and ml_collections, and the
-#        CIFAR-10 JPEG stand-in + CIFAR-10H with their build script
-#   there (the device tool: carry [".gpu_carry"]):  bash benchmarks/gpu_check.sh
+#        CIFAR-10 JPEG stand-in + CIFAR-10H with their build script (SHARED_DATA=DIR names
+#        the folder holding them)
+#   on the GPU machine, with .gpu_carry/ copied beside the repository:  bash benchmarks/gpu_check.sh
 # GPU_CHECK_SMOKE=1 shrinks every part (PhilNet only, one step, the :smoke config, n = 2,000)
 # to check the script itself on a CPU machine in ~2 minutes.
 set -euo pipefail

@@ -7,7 +7,7 @@ estimator is compared with the perfect model's score, compare(rdm(truth), rdm(si
 
 Prints one row per regime x metric x method: the perfect model's score, Spearman-Brown's
 error, the posterior-calibrated ceiling's error, whether its band holds the perfect score, and
-seconds per ceiling (both methods share one call). Example (the README table):
+seconds per ceiling (both methods share one call). Example (the table in docs/rsa_statistics.md):
 
   python benchmarks/noise_ceiling.py --data_dir=$ALIGN_JAX_DATA_DIR --images=2000 --datasets=3
 """
@@ -18,8 +18,8 @@ import time
 import numpy as np
 from absl import app, flags
 
-import align_jax.rsa as rsa
 from align_jax.rsa import annotators, simulation
+import align_jax.rsa as rsa
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", os.environ.get("ALIGN_JAX_DATA_DIR", ""),

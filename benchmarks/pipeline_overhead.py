@@ -42,7 +42,7 @@ def _parse_args(argv, models):
     parser.error("batch_size, steps and repeats must be >= 1")
   if not args.data_dir:
     parser.error("no --data_dir and ALIGN_JAX_DATA_DIR is not set: point it at a folder "
-                 "holding cifar-10-batches-bin/ (README, 'Data')")
+                 "holding cifar-10-batches-bin/ (docs/data.md)")
   return parser, args
 
 
@@ -52,7 +52,7 @@ def main(argv=None) -> None:
   sys.path.insert(0, os.path.dirname(here))
   import train_bench  # pylint: disable=g-import-not-at-top
   parser, args = _parse_args(argv, train_bench.MODELS)
-  from align_jax import host_memory  # pylint: disable=g-import-not-at-top
+  from align_jax.runtime import host_memory  # pylint: disable=g-import-not-at-top
   from align_jax.data import cifar10, input_pipeline  # pylint: disable=g-import-not-at-top
   from align_jax.errors import InputError  # pylint: disable=g-import-not-at-top
   try:

@@ -1,12 +1,12 @@
 """RSA speed and memory, align_jax against scipy and rsatoolbox, each in its own subprocess.
 
-Reference case (issue 3): features X = standard normal [n=10,000, 512] float32 (seed 0) vs the
+Reference case: features X = standard normal [n=10,000, 512] float32 (seed 0) vs the
 CIFAR-10H probabilities [10,000, 10]; both RDMs euclidean; Spearman; end to end (features ->
 both RDMs -> rho). Every contender runs in a fresh subprocess so each reports its own peak RSS;
 times are medians of --repeats runs after one warm-up run (reported as "first call", which
 includes JAX compilation). The error column is |rho - scipy's rho| on the same inputs.
 
-  python benchmarks/rsa_bench.py --data_dir=DIR              # the table in README.md
+  python benchmarks/rsa_bench.py --data_dir=DIR              # the table in docs/benchmarks.md
   python benchmarks/rsa_bench.py --data_dir=DIR --n=30000 --contenders=align_jax_fused
 
 Needs `pip install -e .[bench]` for rsatoolbox (skipped with a note when missing).
@@ -36,7 +36,7 @@ def _inputs(case: str, n: int, data_dir: str):
     return features, counts / 50.0, "euclidean"
   path = os.path.join(os.path.expanduser(data_dir), "cifar10h", "cifar10h-probs.npy")
   if not os.path.isfile(path):
-    sys.exit(f"error: {path} not found; pass --data_dir=DIR of a data directory (README).")
+    sys.exit(f"error: {path} not found; pass --data_dir=DIR of a data directory (docs/data.md).")
   probs = np.load(path, allow_pickle=False)
   rows = np.arange(n) if n <= len(probs) else np.random.default_rng(2).integers(0, len(probs), n)
   return features, probs[rows], "euclidean" if case == "reference" else "correlation"

@@ -11,8 +11,8 @@ import argparse
 import os
 import time
 
-import align_jax.rsa as rsa
 from align_jax.data import cifar10h
+import align_jax.rsa as rsa
 
 
 def main() -> None:

@@ -22,8 +22,8 @@ import time
 
 import numpy as np
 
-import align_jax.rsa as rsa
 from align_jax.data import cifar10h
+import align_jax.rsa as rsa
 
 METHODS = ["spearman", "rho-a"]
 

@@ -110,6 +110,6 @@ def main(argv=None) -> None:
 
 if __name__ == "__main__":
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-  from align_jax import host_memory  # pylint: disable=g-import-not-at-top
+  from align_jax.runtime import host_memory  # pylint: disable=g-import-not-at-top
   host_memory.retain_freed_memory()  # as train_bench and the entry points do
   main()

@@ -8,12 +8,12 @@ repeat), on the same synthetic batch shape (global batch --batch_size, 32x32x3, 
   pytorch            the same architecture (benchmarks/torch_models.py), AdamW, float32, NCHW:
                      zero_grad, forward, loss, backward, step.
 Inference is the model in evaluation mode on the same batch (jitted apply; torch.no_grad).
-The process keeps freed host memory for reuse (align_jax/host_memory.py, as the entry points
+The process keeps freed host memory for reuse (align_jax/runtime/host_memory.py, as the entry points
 do; it applies to PyTorch alike) unless --release_freed_memory.
 Reported: images/s from the median step time over --repeats (each --steps steps), ratios
 against PyTorch, and align_jax's first call (compilation included) separately.
 
-  python benchmarks/train_bench.py                            # the README table (~25 min)
+  python benchmarks/train_bench.py                            # the table in docs/performance.md (~25 min)
   python benchmarks/train_bench.py --models=philnet --repeats=3
   python benchmarks/train_bench.py --variants=auto,auto:bfloat16 --no_torch   # GPU check
 
@@ -212,7 +212,7 @@ def main(argv=None) -> None:
   args = _parse_args(argv)
   sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-  from align_jax import host_memory  # pylint: disable=g-import-not-at-top
+  from align_jax.runtime import host_memory  # pylint: disable=g-import-not-at-top
   retained = not args.release_freed_memory and host_memory.retain_freed_memory()
   torch_note = ""
   if not args.no_torch:

@@ -5,6 +5,7 @@ the hard-label control; out-of-fold predictions and features feed experiments.al
       [--config=experiments/configs/finetune_cifar10h.py[:quick]]
 """
 
+from align_jax.runtime import config_checks
 from experiments import main
 from experiments.configs import finetune_cifar10h
 
@@ -21,6 +22,10 @@ def _summary(summary: dict, workdir: str) -> str:
           + f"\n  workdir: {workdir}")
 
 
+def _finetune(config, workdir: str) -> dict | None:
+  from align_jax.pipeline import finetune  # pylint: disable=g-import-not-at-top
+  return finetune.finetune_cifar10h(config, workdir)
+
+
 if __name__ == "__main__":
-  main.run(finetune_cifar10h, "align_jax.pipeline.finetune:finetune_cifar10h", _summary,
-           check="finetune")
+  main.run(finetune_cifar10h, _finetune, _summary, config_checks.finetune)

@@ -3,9 +3,9 @@
   python -m experiments.train_philnet --workdir=W [--config=experiments/configs/philnet.py[:smoke]]
 """
 
-from experiments import main
+from align_jax.runtime import config_checks
+from experiments import cli, main
 from experiments.configs import philnet
 
 if __name__ == "__main__":
-  main.run(philnet, "align_jax.training.loop:train_and_evaluate", main.training_summary,
-           check="training")
+  main.run(philnet, main.train, cli.training_summary, config_checks.training)

@@ -3,9 +3,9 @@
   python -m experiments.train_resnet --workdir=W [--config=experiments/configs/resnet50.py[:smoke]]
 """
 
-from experiments import main
+from align_jax.runtime import config_checks
+from experiments import cli, main
 from experiments.configs import resnet50
 
 if __name__ == "__main__":
-  main.run(resnet50, "align_jax.training.loop:train_and_evaluate", main.training_summary,
-           check="training")
+  main.run(resnet50, main.train, cli.training_summary, config_checks.training)

@@ -104,7 +104,7 @@ def offline_data_dir(tmp_path_factory):
   """The offline data directory, built once from ../shared/data; skips when that is absent."""
   builder = os.path.join(SHARED_DATA, "build_cifar10_binary.py")
   if not os.path.isfile(builder):
-    pytest.skip(f"offline data not available: {builder} is missing (outside this workplace, "
+    pytest.skip(f"offline data not available: {builder} is missing (elsewhere, "
                 "point ALIGN_JAX_DATA_DIR at a data directory instead)")
   out = str(tmp_path_factory.mktemp("align_jax_data"))
   subprocess.run([sys.executable, builder, out], check=True, capture_output=True)

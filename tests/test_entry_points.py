@@ -8,11 +8,11 @@ import time
 
 import pytest
 
-from align_jax import names
 from align_jax.models import MODELS
 from align_jax.pipeline import finetune
+from align_jax.runtime import names
 from align_jax.training import tasks
-from experiments import main
+from experiments import cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # entry point -> (its config file, an override its config check refuses, the message)
@@ -68,23 +68,23 @@ def test_help_with_other_flags_and_for_align_exits_0():
                        ("train_philnet", ["--help", "--config.sed=3"])):
     proc = _run(module, args)
     assert proc.returncode == 0 and "(default): meaning:" in proc.stdout, (module, proc.stderr)
-  assert not main.asks_for_help(["--help=false", "--nohelp"])
+  assert not cli.asks_for_help(["--help=false", "--nohelp"])
 
 
 def test_argv_is_reordered_and_checked_before_parsing(tmp_path):
-  default = os.path.join(main.CONFIG_DIR, "philnet.py")
+  default = os.path.join(cli.CONFIG_DIR, "philnet.py")
   argv = ["prog", "--config.seed=3", f"--config={default}:smoke", "--workdir=W"]
-  assert main.prepare_argv(argv, default) == [
+  assert cli.prepare_argv(argv, default) == [
       "prog", f"--config={default}:smoke", "--config.seed=3", "--workdir=W"]
   with pytest.raises(SystemExit, match="did you mean seed"):
-    main.prepare_argv(["prog", "--config.sed=3"], default)
+    cli.prepare_argv(["prog", "--config.sed=3"], default)
   with pytest.raises(SystemExit, match="no such file"):
-    main.prepare_argv(["prog", f"--config={tmp_path}/none.py"], default)
+    cli.prepare_argv(["prog", f"--config={tmp_path}/none.py"], default)
 
 
 def test_the_closing_line_names_the_report_and_results_by_full_path():
   results = {"rsa": [{}] * 4, "models": {"a": {}}, "n_images": 1000}
-  text = main.alignment_summary(results, "/data/out")
+  text = cli.alignment_summary(results, "/data/out")
   assert "report:  /data/out/report.md" in text and "results: /data/out/results.json" in text
 
 

@@ -15,12 +15,12 @@ import orbax.checkpoint as ocp
 import pytest
 
 from align_jax import features
-from align_jax import workdir as workdir_lib
 from align_jax.errors import InputError
 from align_jax.pipeline import finetune
-from align_jax.training import checkpoint, faults, loop
+from align_jax.runtime import workdir as workdir_lib
+from align_jax.training import checkpoint, loop
 from experiments.configs import finetune_cifar10h
-from tests import conftest
+from tests import conftest, crash_points
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLI_FIELDS = ("num_validation", "train_subset", "test_subset", "batch_size", "eval_batch_size",
@@ -70,7 +70,7 @@ def _largest_file(folder: str) -> str:
 
 @pytest.mark.slow
 def test_a_poisoned_state_is_never_saved_and_a_sane_rerun_recovers(fake_data_dir, tmp_path):
-  """Failure 1: learning_rate=1e6 makes BatchNorm variances inf by the first epoch end."""
+  """With learning_rate=1e6, BatchNorm variances become inf by the first epoch end."""
   config = _tiny_config(fake_data_dir)
   config.update(dict(learning_rate=1e6, num_epochs=1))
   workdir = str(tmp_path / "poisoned")
@@ -85,7 +85,7 @@ def test_a_poisoned_state_is_never_saved_and_a_sane_rerun_recovers(fake_data_dir
 
 @pytest.mark.slow
 def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_one(finished, tmp_path):
-  """Failure 2: a truncated file in the newest checkpoint; training resumes from step 4 and
+  """A truncated file in the newest checkpoint; training resumes from step 4 and
   ends bit-identical to the uninterrupted run; with every checkpoint damaged, one clear error."""
   config, run = finished
   workdir = _copy(run, tmp_path / "damaged")
@@ -113,7 +113,7 @@ def test_the_alignment_never_switches_from_a_damaged_best_checkpoint(finished, t
 
 
 def test_changed_settings_are_refused_before_anything_is_written(finished, tmp_path, fake_archive):
-  """Failure 3: seed, learning rate and epochs all differ; nothing in the workdir changes.
+  """Seed, learning rate and epochs all differ; nothing in the workdir changes.
   Allowed with allow_config_change (and recorded); moving the data or an older config.json
   without the newer fields is harmless; other data is refused."""
   config, run = finished
@@ -165,12 +165,12 @@ def _train_args(config, workdir: str) -> list[str]:
 
 
 def test_a_second_process_is_locked_out_until_the_first_dies(finished, tmp_path):
-  """Failure 4: while one process holds the workdir, another stops with its pid; the lock
+  """While one process holds the workdir, another stops with its pid; the lock
   goes with the holder, kill -9 included."""
   config, _ = finished
   workdir = str(tmp_path / "shared")
   holder = subprocess.Popen(
-      [sys.executable, "-c", "import sys, time; from align_jax import workdir; "
+      [sys.executable, "-c", "import sys, time; from align_jax.runtime import workdir; "
        f"ctx = workdir.lock({workdir!r}); ctx.__enter__(); print('locked', flush=True); "
        "time.sleep(600)"], cwd=ROOT, stdout=subprocess.PIPE, text=True)
   try:
@@ -187,7 +187,7 @@ def test_a_second_process_is_locked_out_until_the_first_dies(finished, tmp_path)
 
 
 def test_bad_data_writes_nothing(fake_archive, finished, tmp_path):
-  """Failures 5 and 6: a test_batch.bin cut to 9,000 records stops training before its workdir
+  """A test_batch.bin cut to 9,000 records stops training before its workdir
   exists; a damaged CIFAR-10H stops fine-tuning before any fold folder exists."""
   source, arrays = fake_archive
   short = tmp_path / "short"
@@ -215,7 +215,7 @@ def test_bad_data_writes_nothing(fake_archive, finished, tmp_path):
 
 
 def test_user_errors_end_in_one_error_line(finished, tmp_path, monkeypatch):
-  """Failure 7: a workdir path through a regular file, a typo'd field, an unwritable workdir;
+  """A workdir path through a regular file, a typo'd field, an unwritable workdir;
   a documented nested override (task_kwargs.target_field) parses."""
   config, _ = finished
   blocker = tmp_path / "a_file"
@@ -264,8 +264,9 @@ def test_a_failed_save_stops_cleanly_and_keeps_the_previous_checkpoint(finished,
 
 
 def _crash_and_resume(config, workdir: str, point: str) -> None:
-  crashed = _cli(_train_args(config, workdir), env={faults.ENV: point})
-  assert crashed.returncode == faults.EXIT_CODE, crashed.stderr[-2000:]
+  crashed = _cli(["tests.crash_points", *_train_args(config, workdir)],
+                 env={crash_points.ENV: point})
+  assert crashed.returncode == crash_points.EXIT_CODE, crashed.stderr[-2000:]
   resumed = _cli(_train_args(config, workdir))
   assert resumed.returncode == 0, resumed.stderr[-2000:]
 

@@ -14,7 +14,7 @@ BLOCK_PAGES = 8192 * 4096 * 4 / 4096  # XLA's temporary buffer below: a @ b, [81
 PROBE = """
 import resource, sys
 if sys.argv[1] == "retain":
-  from align_jax import host_memory
+  from align_jax.runtime import host_memory
   assert host_memory.retain_freed_memory()
 import jax, jax.numpy as jnp
 f = jax.jit(lambda a, b, c: (a @ b) @ c)
@@ -49,7 +49,7 @@ def test_retained_memory_is_reused_without_page_faults():
 # kept it (trimming it as free memory at the heap's top would return it to the system).
 BIG_BLOCK = """
 import ctypes, resource
-from align_jax import host_memory
+from align_jax.runtime import host_memory
 assert host_memory.retain_freed_memory()
 libc = ctypes.CDLL(None)
 libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
@@ -77,7 +77,7 @@ def test_without_glibc_nothing_changes(monkeypatch):
   """macOS and musl have no glibc malloc, Windows no process handle: a no-op, not an error."""
   import ctypes  # pylint: disable=g-import-not-at-top
 
-  from align_jax import host_memory  # pylint: disable=g-import-not-at-top
+  from align_jax.runtime import host_memory  # pylint: disable=g-import-not-at-top
 
   class NotGlibc:
     def mallopt(self, *args):

@@ -5,10 +5,11 @@ import itertools
 import numpy as np
 import pytest
 
-import align_jax.rsa as rsa
 from align_jax.analysis import alignment
 from align_jax.errors import InputError
 from align_jax.rsa import joint, ranks
+import align_jax.rsa as rsa
+from align_jax.runtime import backend
 
 METHODS = ["spearman", "rho-a"]
 
@@ -35,7 +36,7 @@ def test_every_resample_equals_the_expanded_re_ranking(ci_source, n, chunk, path
   if chunk:  # many chunks: tie groups and running sums carried across chunk borders
     monkeypatch.setattr(ranks, "CHUNK", chunk)
   if path == "xla":  # the jitted accelerator pass, here on the CPU
-    monkeypatch.setattr(joint.checks, "on_host", lambda: False)
+    monkeypatch.setattr(backend, "rsa_on_host", lambda: False)
   counts, human, models = _tie_heavy(n, seed=n)
   annotators = rsa.HumanAnnotators(counts, "euclidean") if ci_source != "images" else None
   result = rsa.resample_jointly(models, human, METHODS, n_bootstrap=12, n_permutations=0,

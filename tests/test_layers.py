@@ -24,6 +24,7 @@ from jax import lax
 from align_jax.data import input_pipeline
 from align_jax.errors import InputError
 from align_jax.models import create_model, layers
+from align_jax.runtime import backend
 from align_jax.training import resume, steps, tasks, train_state
 
 TOL = 2e-5
@@ -75,12 +76,12 @@ def _value_and_grads(fn, x, kernel):
     (6, 2, (3, 3), ((1, 1), (1, 1)), (72, 80)),  # wide but 2x2: patch matrices
     (6, 1, (3, 3), ((1, 1), (1, 1)), (72, 80)),
 ])
-def test_shifted_gemm_gradients_equal_jax_grad_of_the_plain_convolution(batch, size, kernel_hw,
+def test_stride1_conv_gradients_equal_jax_grad_of_the_plain_convolution(batch, size, kernel_hw,
                                                                        padding, channels):
   x = jax.random.normal(jax.random.key(0), (batch, size, size, channels[0]))
   kernel = jax.random.normal(jax.random.key(1), (*kernel_hw, *channels))
   plain = lambda x, k: lax.conv_general_dilated(x, k, (1, 1), padding, dimension_numbers=NHWC)
-  shifted = lambda x, k: layers.shifted_gemm_conv(x, k, padding)
+  shifted = lambda x, k: layers.conv_stride1(x, k, padding)
   _close(_value_and_grads(shifted, x, kernel), _value_and_grads(plain, x, kernel))
 
 
@@ -88,7 +89,7 @@ def _hooked_conv(x, features, kernel_size, strides, padding):
   """(apply, kernel): apply(impl)(x, kernel) runs an nn.Conv through the rewrite hook of policy
   `impl`, with the initial kernel (and bias) of the layer."""
   layer = lambda impl: nn.Conv(features, kernel_size, strides, padding=padding,
-                               conv_general_dilated=layers.conv_general_dilated(impl))
+                               conv_general_dilated=layers.conv_general_dilated_for(impl))
   params = layer("xla").init(jax.random.key(1), x)["params"]
   apply = lambda impl: lambda x, k: layer(impl).apply({"params": {**params, "kernel": k}}, x)
   return apply, params["kernel"]
@@ -109,8 +110,8 @@ def test_nn_conv_with_the_rewrite_hook_equals_xla(kernel_size, strides, padding,
   x = jax.random.normal(jax.random.key(0), (4, 16, 15, 5))
   apply, kernel = _hooked_conv(x, 7, kernel_size, strides, padding)
   calls = []
-  original = layers.shifted_gemm_conv
-  monkeypatch.setattr(layers, "shifted_gemm_conv", lambda *a: calls.append(1) or original(*a))
+  original = layers.conv_stride1
+  monkeypatch.setattr(layers, "conv_stride1", lambda *a: calls.append(1) or original(*a))
   _close(_value_and_grads(apply("rewritten"), x, kernel), _value_and_grads(apply("xla"), x, kernel))
   assert bool(calls) == rewritten
 
@@ -135,7 +136,7 @@ def test_kernel_taps_that_read_only_padding_are_dropped_exactly(size, kernel_siz
     kept_taps.append(k_.shape[:2])
     return jnp.zeros(x_.shape[:-1] + k_.shape[-1:])
 
-  monkeypatch.setattr(layers, "shifted_gemm_conv", record)
+  monkeypatch.setattr(layers, "conv_stride1", record)
   monkeypatch.setattr(layers, "_strided_conv", record)
   apply("rewritten")(x, kernel)
   assert kept_taps == [kept]
@@ -204,19 +205,26 @@ def test_winograd_error_against_float64_is_within_3e_5_of_the_output():
   padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
   exact = sum(np.einsum("bhwc,co->bhwo", padded[:, i:i + 16, j:j + 16], kernel[i, j])
               for i in range(3) for j in range(3))
-  ours = layers.shifted_gemm_conv(jnp.asarray(x, jnp.float32), jnp.asarray(kernel, jnp.float32),
+  ours = layers.conv_stride1(jnp.asarray(x, jnp.float32), jnp.asarray(kernel, jnp.float32),
                                   ((1, 1), (1, 1)))
   assert layers._winograd_tile(ours, kernel.shape, ((1, 1), (1, 1))) == 4
   assert np.abs(np.asarray(ours, np.float64) - exact).max() <= 3e-5 * np.abs(exact).max()
 
 
-def test_policy_picks_per_backend_and_rejects_unknown_names():
-  assert jax.default_backend() == "cpu"
-  assert layers.conv_general_dilated("auto") is not None  # CPU: rewritten
-  assert layers.conv_general_dilated("rewritten") is not None
-  assert layers.conv_general_dilated("xla") is None
+@pytest.mark.parametrize("platform", ["cpu", "gpu", "tpu"])
+def test_policy_picks_per_backend_and_rejects_unknown_names(platform, monkeypatch):
+  """'auto' rewrites on CPUs only (the accelerator branches by patching the backend)."""
+  monkeypatch.setattr(backend, "platform", lambda: platform)
+  assert (layers.conv_general_dilated_for("auto") is not None) == (platform == "cpu")
+  assert layers.conv_general_dilated_for("rewritten") is not None
+  assert layers.conv_general_dilated_for("xla") is None
+  x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 4, 4, 8)), jnp.float32)
+  calls, rewritten_pool = [], layers._first_max_pool  # pylint: disable=protected-access
+  monkeypatch.setattr(layers, "_first_max_pool", lambda v: calls.append(1) or rewritten_pool(v))
+  jax.grad(lambda v: layers.max_pool_2x2(v, "auto").sum())(x)
+  assert bool(calls) == (platform == "cpu")  # the pooling gradient too
   with pytest.raises(InputError, match="layer_impl must be one of"):
-    layers.conv_general_dilated("fast")
+    layers.conv_general_dilated_for("fast")
 
 
 SLOW = pytest.mark.slow  # ResNets (their 1x1 and strided layers are also tested one by one)
@@ -329,11 +337,11 @@ def test_max_pool_gradient_equals_xla_exactly_with_ties():
 def test_strided_convolution_on_a_small_map_is_rewritten_in_inference_too(monkeypatch):
   x = jax.random.normal(jax.random.key(0), (3, 4, 4, 9))  # 3x3 stride 2 -> 2x2 output
   layer = lambda impl: nn.Conv(5, (3, 3), (2, 2), padding="SAME", use_bias=False,
-                               conv_general_dilated=layers.conv_general_dilated(impl))
+                               conv_general_dilated=layers.conv_general_dilated_for(impl))
   variables = layer("xla").init(jax.random.key(1), x)
   calls = []
-  original = layers.shifted_gemm_conv
-  monkeypatch.setattr(layers, "shifted_gemm_conv", lambda *a: calls.append(1) or original(*a))
+  original = layers.conv_stride1
+  monkeypatch.setattr(layers, "conv_stride1", lambda *a: calls.append(1) or original(*a))
   _close(layer("rewritten").apply(variables, x), layer("xla").apply(variables, x))
   assert calls
 

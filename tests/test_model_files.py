@@ -45,7 +45,7 @@ def test_a_model_file_runs_the_alignment_and_its_numbers_match_scipy(offline_dat
   for layer, feats in (("probs", arrays["probs"][:N]), ("spatial", pooled)):
     expected = scipy.stats.spearmanr(ssd.pdist(feats, "correlation"),
                                      ssd.pdist(h, "correlation")).statistic
-    # float32 RDMs against scipy's float64 distances: <= 6e-5 (README, 'RSA')
+    # float32 RDMs against scipy's float64 distances: <= 6e-5 (docs/rsa_statistics.md)
     assert rows[layer, "spearman"]["estimate"] == pytest.approx(expected, abs=1e-4), layer
   assert rows["probs", "spearman"]["estimate"] > 0.3  # a strong model, as built
   behaviour = results["behaviour"]["strong"]

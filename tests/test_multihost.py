@@ -12,9 +12,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from align_jax import workdir as workdir_lib
-from align_jax.training import faults
-from tests import conftest
+from align_jax.runtime import workdir as workdir_lib
+from tests import conftest, crash_points
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--config=experiments/configs/philnet.py:smoke", "--config.num_validation=60",
@@ -115,8 +114,9 @@ def test_both_processes_killed_resume_to_the_same_result(reference, tmp_path):
   data_dir, one = reference
   two = str(tmp_path / "killed")
   args = [f"--workdir={two}", f"--config.data_dir={data_dir}", *TINY]
-  crashed = _two_processes("experiments.train_philnet", args, {faults.ENV: "after_step:6"})
-  assert all(code == faults.EXIT_CODE for code, _ in crashed), _logs(crashed)
+  crashed = _two_processes("tests.crash_points", ["experiments.train_philnet", *args],
+                           {crash_points.ENV: "after_step:6"})
+  assert all(code == crash_points.EXIT_CODE for code, _ in crashed), _logs(crashed)
   resumed = _two_processes("experiments.train_philnet", args)
   assert all(code == 0 for code, _ in resumed), _logs(resumed)
   assert all("Resuming from the checkpoint of step 4" in out for _, out in resumed)

@@ -8,10 +8,10 @@ import pytest
 import scipy.spatial.distance as ssd
 import scipy.stats
 
-import align_jax.rsa as rsa
 from align_jax.analysis import alignment
 from align_jax.errors import InputError
 from align_jax.rsa import annotators, simulation
+import align_jax.rsa as rsa
 from tests.conftest import SHARED_DATA
 
 CIFAR10H_COUNTS = os.path.join(SHARED_DATA, "cifar10h", "cifar10h-counts.npy")
@@ -112,7 +112,7 @@ def test_ceiling_matches_the_perfect_model_where_spearman_brown_does_not(regime,
 @pytest.mark.parametrize("metric", ["correlation", "euclidean"])
 @pytest.mark.parametrize("regime", ["smooth0", "smooth0.25", "smooth1", "dirichlet"])
 def test_ceiling_in_every_regime(regime, metric):
-  """The issue's matrix: every regime x metric x method within 0.02 of the perfect model's
+  """The validation matrix: every regime x metric x method within 0.02 of the perfect model's
   score, averaged over 3 simulated datasets of 1,500 images."""
   for method, (new, _) in _ceiling_errors(regime, metric, n=1500, datasets=3).items():
     assert abs(new) <= 0.02, (method, new)
@@ -222,7 +222,7 @@ def test_bootstrap_intervals_cover_the_population_value():
 
 @pytest.mark.slow
 def test_bootstrap_intervals_cover_the_population_value_in_90_to_99_percent():
-  """The issue's bar: 95% intervals hold the truth in 90-99% of 200 datasets of 150 images."""
+  """95% intervals hold the truth in 90-99% of 200 datasets of 150 images."""
   shares = _coverage(n=150, datasets=200, resamples=200)
   print("coverage of 95% intervals over 200 datasets:", shares)
   for source, share in shares.items():

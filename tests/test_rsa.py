@@ -10,9 +10,10 @@ import pytest
 import scipy.spatial.distance as ssd
 import scipy.stats
 
-import align_jax.rsa as rsa
 from align_jax.errors import InputError
-from align_jax.rsa import checks, ranks
+from align_jax.rsa import ranks
+import align_jax.rsa as rsa
+from align_jax.runtime import backend
 
 RNG = np.random.default_rng(0)
 FEATURES = RNG.standard_normal((120, 16)).astype(np.float32)
@@ -31,7 +32,7 @@ def _soft_labels(n, alpha=0.02, annotators=5, seed=1):
 def path(request, monkeypatch):
   """Runs a test on each kernel: the numpy path ranking the model RDM by one packed sort or by
   a counting sort of its keys, and the jitted accelerator path (here on the CPU)."""
-  monkeypatch.setattr(checks, "on_host", lambda: request.param != "xla")
+  monkeypatch.setattr(backend, "rsa_on_host", lambda: request.param != "xla")
   if request.param == "host-sort":
     monkeypatch.setattr(ranks, "MAX_KEY_RANGE", 0)
   elif request.param == "host-counting":
@@ -139,7 +140,7 @@ def test_exact_with_millions_of_ties():
 
 @pytest.mark.slow
 def test_exact_at_fifty_million_pairs():
-  """The issue's bar: n = 10,000 images (49,995,000 pairs), error vs scipy below 1e-9."""
+  """At full scale, n = 10,000 images (49,995,000 pairs), error vs scipy below 1e-9."""
   n = 10_000
   features = np.random.default_rng(5).standard_normal((n, 64)).astype(np.float32)
   probs = _soft_labels(n, alpha=0.01, annotators=50, seed=6)

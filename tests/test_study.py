@@ -243,7 +243,7 @@ def test_align_entry_point_fails_without_traceback(tmp_path):
 
 
 def test_alignment_outputs_are_replaced_as_a_set(finished_study, tmp_path, monkeypatch):
-  """Failure 8 of the reliability issue: a rerun over other images that dies midway leaves the
+  """A rerun over other images that dies midway leaves the
   previous run's files, all of one run; a finished rerun replaces every one of them."""
   config, workdir, _ = finished_study
   small = config.align.copy_and_resolve_references()
@@ -444,7 +444,7 @@ def test_a_model_entry_can_name_its_own_checkpoint(finished_study, tmp_path):
 def test_comparisons_name_the_tested_pairs_and_unknown_targets_fail_early(finished_study,
                                                                          tmp_path):
   config, workdir, _ = finished_study
-  from align_jax import config_checks
+  from align_jax.runtime import config_checks
   assert config_checks.comparison_pairs("a/probs:b-seed0/x, c/y:d/z") == [
       ("a", "probs", "b-seed0", "x"), ("c", "y", "d", "z")]
   with pytest.raises(InputError, match="MODEL/LAYER:MODEL/LAYER"):

@@ -50,14 +50,15 @@ def family_summary(num_tests: int, floor: float, resamples: int) -> dict:
           "resamples_needed": int(math.ceil(num_tests * numerator / ALPHA - 1)) if num_tests else 0}
 
 
-def correct_permutation_family(rsa_rows: list[dict]) -> dict:
-  """Adds `p_permutation_holm` (Holm over every pooled model x layer x method permutation test)
-  to the rows in place; returns that family's summary (see family_summary)."""
-  tested = [r for r in rsa_rows if r.get("p_permutation") is not None]
-  for row, adjusted in zip(tested, holm([r["p_permutation"] for r in tested])):
-    row["p_permutation_holm"] = adjusted
-  resamples = tested[0]["n_permutations"] if tested else 0
-  return family_summary(len(tested), permutation_floor(resamples), resamples)
+def permutation_family(rsa_rows: list[dict]) -> tuple[list[float | None], dict]:
+  """Holm over every pooled model x layer x method permutation test: each row's adjusted p
+  (None where the row has no permutation p-value), and that family's summary (see
+  family_summary)."""
+  tested = [k for k, r in enumerate(rsa_rows) if r.get("p_permutation") is not None]
+  adjusted = dict(zip(tested, holm([rsa_rows[k]["p_permutation"] for k in tested])))
+  resamples = rsa_rows[tested[0]]["n_permutations"] if tested else 0
+  return ([adjusted.get(k) for k in range(len(rsa_rows))],
+          family_summary(len(tested), permutation_floor(resamples), resamples))
 
 
 def resampled_scores(model_rdms: dict[str, np.ndarray], human_rdm: np.ndarray,

@@ -118,8 +118,9 @@ def render(results: dict) -> str:
           "finite-annotator human RDM, estimated by posterior draws of every image's label "
           "distribution under an empirical-Bayes latent-class prior whose size reproduces the "
           "observed split-half correlation (validated within 0.02 of the perfect model's score "
-          "in simulations with known truths; README, 'Noise ceiling'). Spearman-Brown on the "
-          "split halves assumes additive noise and reads too high; it is shown for reference "
+          "in simulations with known truths; align_jax's docs/rsa_statistics.md, 'Noise "
+          "ceiling'). Spearman-Brown on the split halves assumes additive noise and reads too "
+          "high; it is shown for reference "
           "only.", ""]
   out += _table(["method", "ceiling", "band", "r_half ± sd", "Spearman-Brown (reference)"],
                 [[m, _num(c["ceiling"]), f"[{c['band'][0]:.3f}, {c['band'][1]:.3f}]",

@@ -65,7 +65,7 @@ def load_binary(data_dir: str) -> Cifar10:
   if not os.path.isdir(folder):
     raise InputError(
         f"No {BINARY_SUBDIR}/ folder in data_dir={data_dir!r}. Unpack cifar-10-binary.tar.gz "
-        "there, or build an offline directory with build_cifar10_binary.py (see README).")
+        "there, or build an offline directory with build_cifar10_binary.py (docs/data.md).")
   train = [read_binary_batch(os.path.join(folder, name)) for name in TRAIN_FILES]
   test_images, test_labels = read_binary_batch(os.path.join(folder, TEST_FILE))
   return Cifar10(
@@ -103,7 +103,7 @@ def _check_download_host() -> None:
     raise InputError(
         f"tensorflow-datasets would download CIFAR-10 from {DOWNLOAD_HOST[0]}, which this "
         f"machine cannot reach ({e}). Offline? Point data_dir or ALIGN_JAX_DATA_DIR at a "
-        "directory in the official binary layout (README, 'Data').") from e
+        "directory in the official binary layout (docs/data.md).") from e
 
 
 def load_tfds(tfds_data_dir: str | None = None) -> Cifar10:
@@ -122,7 +122,7 @@ def load_tfds(tfds_data_dir: str | None = None) -> Cifar10:
       raise InputError(
           f"tensorflow-datasets could not provide cifar10 ({type(e).__name__}: {e}). Offline? "
           "Point data_dir or ALIGN_JAX_DATA_DIR at a directory in the official binary layout "
-          "(README, 'Data').") from e
+          "(docs/data.md).") from e
     examples = {k: np.concatenate([b[k] for b in batches]) for k in ("id", "image", "label")}
     if len(examples["label"]) != SPLIT_SIZES[split]:
       raise InputError(f"tensorflow-datasets cifar10 '{split}' has {len(examples['label']):,} "

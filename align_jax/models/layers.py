@@ -1,50 +1,41 @@
-"""Layers rewritten where XLA:CPU is slow, mostly at their gradients; same parameters, same numbers.
+"""Layers rewritten where XLA:CPU is slow, mostly at their gradients; same parameters, same
+numbers up to float rounding (the max-pool exactly; tests/test_layers.py states the
+tolerances). The policy `impl` is decided in runtime/backend.py: 'auto' rewrites on CPUs only,
+'rewritten' always, 'xla' never. What each rewrite saves, per layer and per model, is measured
+in docs/performance.md (benchmarks/conv_layers.py, benchmarks/train_bench.py).
 
-The rewrites (per-layer timings at batch 128 on 2 CPU cores; whole models in
-benchmarks/train_bench.py and README "Training speed"):
 - 3x3 stride-1 float32 convolutions at least WINOGRAD_MIN_CHANNELS wide, on maps of at least
   WINOGRAD_MIN_PIXELS: Winograd's minimal filtering F(4x4, 3x3) (F(2x2, 3x3) on maps under
-  8x8), for the forward pass, the input gradient (itself such a convolution) and the kernel
-  gradient: 36 multiplications per 4x4 outputs instead of 144, as 36 matrix products. Per
-  PhilNet layer, forward + both gradients 1.5-2.0x faster than the rewrites below (e.g. 16x16,
-  128 -> 256: 322 -> 175 ms; benchmarks/conv_layers.py), within 3e-5 of the largest output
-  (direct: ~1e-6). bfloat16 keeps the direct form (its 8 mantissa bits would not survive the
-  transforms).
-- Other convolutions (`conv_general_dilated(impl)`, the hook of flax's nn.Conv). Kernel
-  gradients of stride-1 convolutions: XLA's are 1.6-2.4x slower than dW[i, j] = sum over images and
-  positions of shifted(x, i, j)^T g, i.e. kh*kw matrix products accumulated over chunks of
-  CONV_CHUNK_IMAGES images so that each stays in cache, ordered so that XLA transposes each
-  chunk's g once rather than every shifted x (1.1-1.5x faster again where kh*kw*c_in > c_out).
-  Forward passes and input gradients of output maps of at most IM2COL_MAX_PIXELS pixels (XLA:
-  10-20x slower at 2x2 and 1x1) and, in training, of layers at most IM2COL_MAX_CHANNELS wide
-  (1.3-1.6x) as one patch-matrix product per IM2COL_CHUNK_ROWS output pixels; XLA's own
-  otherwise. 1x1 kernels (ResNet's bottlenecks) are one matrix product over all pixels for the
-  forward pass and both gradients (XLA's convolution, forward + both gradients: 1.5-4.5x slower
-  at ResNet-50's widths and 32x32-4x4 maps, its kernel gradient up to 6x; the chunked products
-  1.0-1.9x; benchmarks/conv_layers.py --kernel_size=1). Strided
-  convolutions become stride-1 ones first: 1x1 kernels read every s-th pixel, other kernels
-  are zero-extended to a multiple of the stride and s x s pixel blocks become channels (XLA:
-  up to 270 ms for ResNet-50's 2x2 -> 1x1 3x3 convolution, which becomes a 4 ms product).
+  8x8; Lavin & Gray 2016) for the forward pass, the input gradient (itself such a convolution)
+  and the kernel gradient: 36 multiplications per 4x4 outputs instead of 144, as 36 matrix
+  products over all tiles. Its rounding is larger than a direct convolution's (bounded in the
+  tests); bfloat16 keeps the direct form, whose 8 mantissa bits would not survive the
+  transforms.
+- Other convolutions (`conv_general_dilated_for(impl)`, the hook of flax's nn.Conv). Kernel
+  gradients of stride-1 convolutions: dW[i, j] = sum over images and positions of
+  shifted(x, i, j)^T g, kh*kw matrix products accumulated over chunks of CONV_CHUNK_IMAGES
+  images so that each stays in cache, ordered so that XLA transposes each chunk's g once rather
+  than every shifted x. Forward passes and input gradients of small output maps (at most
+  IM2COL_MAX_PIXELS pixels, where XLA:CPU is slowest) and, in training, of layers at most
+  IM2COL_MAX_CHANNELS wide, as one patch-matrix product per IM2COL_CHUNK_ROWS output pixels;
+  XLA's own otherwise. 1x1 kernels (ResNet's bottlenecks) are one matrix product over all
+  pixels for the forward pass and both gradients. Strided convolutions become stride-1 ones
+  first: 1x1 kernels read every s-th pixel, other kernels are zero-extended to a multiple of
+  the stride and s x s pixel blocks become channels.
 - Kernel taps that read only padding, for every output, are dropped before any of this (exact):
   ResNet-50 with the ImageNet stem runs its last stage's 3x3 convolutions on 1x1 maps (only the
-  centre tap reads a pixel: 9x fewer products) and its 3x3 stride-2 one from 2x2 to 1x1 (4 taps,
-  where the stride-2 form below would have extended the kernel to 16).
+  centre tap reads a pixel) and its 3x3 stride-2 one from 2x2 to 1x1 (4 taps, where the
+  stride-2 form would have extended the kernel to 16).
 - 4x4 stride-2 convolutions padded by one pixel ('SAME' on even maps: the VAE encoder's) and
   4x4 stride-2 'SAME' transposed convolutions (`ConvTranspose2x`: its decoder's), each the
   other's adjoint: one matrix product of the 4x4 input patches (2x2 blocks of 2x2 pixels,
   stacked without a transpose) with the kernel, or of every input pixel with all 16 taps whose
   products are then summed as four shifted slices per output phase; both gradients are the
-  same two products the other way round, from one patch array. (XLA's gradient of the
-  input-dilated convolution costs 5-25x its forward pass.) Against the sub-pixel form used
-  before (four 2x2 convolutions, one per output phase) and space-to-depth for the encoder: the
-  VAE's train step 0.60-0.66x -> 0.87-0.90x PyTorch's, its inference 0.71-0.77x -> 1.02-1.17x.
-  In inference, strided ones on inputs wider than PATCH_INFERENCE_MAX_CHANNELS keep XLA's
-  convolution (faster there).
-- 2x2 stride-2 max-pooling (`max_pool_2x2`): XLA's select-and-scatter gradient costs 30-50x
-  the forward pass; a mask of each window's first maximum gives the same gradient 2-5x faster.
-All agree with XLA's layers up to float rounding, the max-pool exactly (tests/test_layers.py
-states the tolerances). The policy `impl`: 'auto' rewrites on CPU only (never measured faster
-on a GPU), 'rewritten' always, 'xla' never.
+  same two products the other way round, from one patch array. (XLA's gradient of an
+  input-dilated convolution costs many times its forward pass.) In inference, strided ones on
+  inputs wider than PATCH_INFERENCE_MAX_CHANNELS keep XLA's convolution, faster there.
+- 2x2 stride-2 max-pooling (`max_pool_2x2`): XLA's select-and-scatter gradient costs many times
+  the forward pass; a mask of each window's first maximum gives the same gradient.
 """
 
 import functools
@@ -57,15 +48,14 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from align_jax import names
-from align_jax.errors import InputError
+from align_jax.runtime import backend
 
-CONV_CHUNK_IMAGES = 16  # images per accumulated product: fastest of 4-32 at 8x8-32x32 maps
+CONV_CHUNK_IMAGES = 16  # images per accumulated kernel-gradient product (the fastest tried)
 IM2COL_MAX_CHANNELS = 64  # patch-matrix convolutions where the input or output is this narrow,
-IM2COL_MAX_PIXELS = 16  # or the output map this small (XLA:CPU: 10-20x slower at 2x2 and 1x1)
-STRIDED_MAX_PIXELS = 4  # strided ones in inference: XLA:CPU is 30-60x slower at 1x1 outputs
+IM2COL_MAX_PIXELS = 16  # or the output map this small (where XLA:CPU is slowest)
+STRIDED_MAX_PIXELS = 4  # strided ones in inference too, on outputs this small
 PATCH_INFERENCE_MAX_CHANNELS = 32  # 4x4 stride-2 ones as patch products in inference too
-IM2COL_CHUNK_ROWS = 2048  # output pixels per patch matrix (fastest of 1,024-32,768)
+IM2COL_CHUNK_ROWS = 2048  # output pixels per patch matrix (the fastest tried)
 WINOGRAD_MIN_CHANNELS = 32  # Winograd 3x3 convolutions where the input and output are this wide
 WINOGRAD_MIN_PIXELS = 4  # and the output map is at least this high and wide (4x4 tiles from 8)
 _NHWC = ("NHWC", "HWIO", "NHWC")
@@ -197,18 +187,17 @@ def _winograd_kernel_gradient(x, g, kernel_shape, padding, m: int):
                     g_t)
 
 
-def _stride1_conv(x, kernel, padding, training: bool):
-  """Winograd's form where `_winograd_tile` allows (forward 1.5-2.3x faster than XLA:CPU's
-  convolution or patch matrices on 32-512 channels). 1x1 kernels are one matrix product.
-  XLA:CPU's convolution is slowest for small maps, and in training also for narrow layers: those
-  go through patch matrices. (In inference XLA fuses the narrow layers' convolutions with what follows, which
-  patch matrices would undo: measured slower.)"""
+def _conv_in_fastest_form(x, kernel, padding, training: bool):
+  """A stride-1 convolution in its fastest form: Winograd's where `_winograd_tile` allows; one
+  matrix product for 1x1 kernels; patch matrices for small maps, and in training for narrow
+  layers, where XLA:CPU's convolution is slowest (in inference XLA fuses the narrow layers'
+  convolutions with what follows, which patch matrices would undo); XLA's otherwise."""
   kh, kw, c_in, c_out = kernel.shape
   pixels = math.prod(_output_pixels(x, kernel.shape, padding))
   tile = _winograd_tile(x, kernel.shape, padding)
   if tile:
     return _winograd_conv(x, kernel, padding, tile)
-  if kh == kw == 1:  # one product over all pixels (chunked patch products: 1.3-3.8x slower)
+  if kh == kw == 1:  # one product over all pixels (chunked patch products are slower)
     return jnp.einsum("bhwc,co->bhwo", _pad_map(x, padding), kernel[0, 0])
   if (pixels <= IM2COL_MAX_PIXELS
       or (training and min(c_in, c_out) <= IM2COL_MAX_CHANNELS)):
@@ -223,14 +212,14 @@ def kernel_gradient(x, g, kernel_shape, padding):
     return _winograd_kernel_gradient(x, g, kernel_shape, padding, tile)
   kh, kw, c_in, c_out = kernel_shape
   accumulate = jnp.promote_types(x.dtype, jnp.float32)
-  if kh == kw == 1:  # one product over all pixels (chunked: up to 1.6x slower at 32x32)
+  if kh == kw == 1:  # one product over all pixels (chunked products are slower)
     xp = _pad_map(x, padding).reshape(-1, c_in)
     return jnp.matmul(xp.T, g.reshape(-1, c_out),
                       preferred_element_type=accumulate).reshape(kernel_shape)
   height, width = g.shape[1:3]
   chunk = _chunk_size(x.shape[0])
   # XLA transposes the first operand of each product: with g first, the chunk's g once for all
-  # taps; with x first, every shifted x (1.1-2x slower where kh*kw*c_in > c_out)
+  # taps; with x first, every shifted x (slower where kh*kw*c_in > c_out)
   g_first = c_out < kh * kw * c_in
 
   def add_chunk(total, xg):
@@ -253,14 +242,14 @@ def kernel_gradient(x, g, kernel_shape, padding):
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def shifted_gemm_conv(x, kernel, padding):
+def conv_stride1(x, kernel, padding):
   """A stride-1 NHWC/HWIO convolution with explicit `padding` ((top, bottom), (left, right));
   this body runs where nothing is differentiated (inference), `_forward` in training."""
-  return _stride1_conv(x, kernel, padding, training=False)
+  return _conv_in_fastest_form(x, kernel, padding, training=False)
 
 
 def _forward(x, kernel, padding):
-  return _stride1_conv(x, kernel, padding, training=True), (x, kernel)
+  return _conv_in_fastest_form(x, kernel, padding, training=True), (x, kernel)
 
 
 def _input_gradient(g, kernel, padding):
@@ -269,7 +258,7 @@ def _input_gradient(g, kernel, padding):
   kh, kw = kernel.shape[:2]
   full = ((kh - 1 - padding[0][0], kh - 1 - padding[0][1]),
           (kw - 1 - padding[1][0], kw - 1 - padding[1][1]))
-  return _stride1_conv(g, kernel[::-1, ::-1].transpose(0, 1, 3, 2), full, training=True)
+  return _conv_in_fastest_form(g, kernel[::-1, ::-1].transpose(0, 1, 3, 2), full, training=True)
 
 
 def _backward(padding, residuals, g):
@@ -281,7 +270,7 @@ def _backward(padding, residuals, g):
   return dx, kernel_gradient(x, g, kernel.shape, padding).astype(kernel.dtype)
 
 
-shifted_gemm_conv.defvjp(_forward, _backward)
+conv_stride1.defvjp(_forward, _backward)
 
 
 def _as_stride1(x, kernel, stride: int, padding):
@@ -325,9 +314,10 @@ def _strided_conv(x, kernel, stride: int, padding):
   the output map has at most STRIDED_MAX_PIXELS pixels (elsewhere XLA's forward convolution
   is as fast and fuses better). 4x4 stride-2 convolutions padded by one pixel go through
   `_gemm_conv_stride2` instead, in training, and in inference where their input has at most
-  PATCH_INFERENCE_MAX_CHANNELS channels (XLA:CPU: 3-5x slower on 3 channels, faster from 64)."""
+  PATCH_INFERENCE_MAX_CHANNELS channels (XLA:CPU's forward is slow on narrow inputs, faster on
+  wide ones)."""
   def rewritten(x, kernel):
-    return shifted_gemm_conv(*_as_stride1(x, kernel, stride, padding), ((0, 0), (0, 0)))
+    return conv_stride1(*_as_stride1(x, kernel, stride, padding), ((0, 0), (0, 0)))
 
   def plain(x, kernel):
     return lax.conv_general_dilated(x, kernel, (stride, stride), padding,
@@ -361,7 +351,7 @@ def _live_taps(size: int, taps: int, stride: int, padding) -> tuple[int, int, tu
 def _rewritten_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
                     dimension_numbers=None, feature_group_count=1, precision=None):
   """`lax.conv_general_dilated`'s signature: undilated, ungrouped 2-D NHWC convolutions with
-  equal strides as `shifted_gemm_conv` (strided ones through `_strided_conv`), XLA's own
+  equal strides as `conv_stride1` (strided ones through `_strided_conv`), XLA's own
   convolution for everything else. Kernel taps that read only padding are dropped first
   (ResNet-50's ImageNet stem: its last stage's 3x3 convolutions on 1x1 maps are 1x1 ones)."""
   stride = window_strides[0]
@@ -375,22 +365,16 @@ def _rewritten_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_di
         _live_taps(lhs.shape[1 + axis], rhs.shape[axis], stride, padding[axis]) for axis in (0, 1))
     rhs, padding = rhs[top:bottom, left:right], (rows, columns)
     if stride == 1:
-      return shifted_gemm_conv(lhs, rhs, padding)
+      return conv_stride1(lhs, rhs, padding)
     return _strided_conv(lhs, rhs, stride, padding)
   return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation,
                                   rhs_dilation, dimension_numbers, feature_group_count,
                                   precision=precision)
 
 
-def _rewrites(impl: str) -> bool:
-  if impl not in names.LAYER_IMPLS:
-    raise InputError(f"layer_impl must be one of {names.LAYER_IMPLS}; got {impl!r}.")
-  return impl == "rewritten" or (impl == "auto" and jax.default_backend() == "cpu")
-
-
-def conv_general_dilated(impl: str):
+def conv_general_dilated_for(impl: str):
   """The `conv_general_dilated` for flax's nn.Conv under policy `impl`; None means XLA's own."""
-  return _rewritten_conv if _rewrites(impl) else None
+  return _rewritten_conv if backend.rewrites_layers(impl) else None
 
 
 # 4x4 stride-2 convolutions padded by one pixel (SAME on even maps) and their transposes, as
@@ -474,7 +458,7 @@ def _gemm_conv_transpose_forward(x, kernel):
 
 def _gemm_conv_transpose_backward(residuals, g):
   """Both gradients from one patch array of g (kept in memory once: XLA would otherwise build
-  it again inside each product's fusion, measured slower): dx = patches . taps and
+  it again inside each product's fusion, which is slower): dx = patches . taps and
   dkernel = x^T . patches."""
   x, kernel = residuals
   patches = lax.optimization_barrier(_patches(g))
@@ -523,7 +507,7 @@ class ConvTranspose2x(nn.Module):
                         (4, 4, x.shape[-1], self.features))
     bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
     x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-    if _rewrites(self.impl):
+    if backend.rewrites_layers(self.impl):
       return _gemm_conv_transpose(x, kernel) + bias
     return lax.conv_transpose(x, kernel, (2, 2), "SAME", dimension_numbers=_NHWC) + bias
 
@@ -566,7 +550,7 @@ _first_max_pool.defvjp(_pool_forward, _pool_backward)
 def max_pool_2x2(x, impl: str):
   """nn.max_pool(x, (2, 2), strides=(2, 2)) ('VALID'); its gradient rewritten under policy
   `impl` where height and width are even."""
-  if _rewrites(impl) and x.shape[1] % 2 == 0 and x.shape[2] % 2 == 0:
-    # inference keeps XLA's pooling, which fuses with what precedes it (measured faster)
+  if backend.rewrites_layers(impl) and x.shape[1] % 2 == 0 and x.shape[2] % 2 == 0:
+    # inference keeps XLA's pooling, which fuses with what precedes it (faster there)
     return _with_training_form(_xla_max_pool, _first_max_pool)(x)
   return _xla_max_pool(x)

@@ -40,7 +40,7 @@ class PhilNet(nn.Module):
                              momentum=self.bn_momentum, axis_name=self.bn_axis_name)
     conv3x3 = functools.partial(
         nn.Conv, kernel_size=(3, 3), padding="SAME", use_bias=False, dtype=self.dtype,
-        conv_general_dilated=layers.conv_general_dilated(self.layer_impl))
+        conv_general_dilated=layers.conv_general_dilated_for(self.layer_impl))
     features = {}
     for block, widths in enumerate(BLOCKS, start=1):
       for width in widths:

@@ -96,7 +96,7 @@ class ResNet(nn.Module):
                              momentum=self.bn_momentum, axis_name=self.bn_axis_name)
     conv = functools.partial(
         nn.Conv, use_bias=False, dtype=self.dtype,
-        conv_general_dilated=layers.conv_general_dilated(self.layer_impl))
+        conv_general_dilated=layers.conv_general_dilated_for(self.layer_impl))
     features = {}
     if self.stem == "cifar":
       x = conv(self.width, (3, 3), padding="SAME")(x)

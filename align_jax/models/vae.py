@@ -38,7 +38,7 @@ class VAE(nn.Module):
   def setup(self):
     self.encoder_convs = [
         nn.Conv(w, (4, 4), (2, 2), padding="SAME", dtype=self.dtype,
-                conv_general_dilated=layers.conv_general_dilated(self.layer_impl))
+                conv_general_dilated=layers.conv_general_dilated_for(self.layer_impl))
         for w in self.widths]
     self.mean_head = nn.Dense(self.latent_dim, dtype=self.dtype)
     self.logvar_head = nn.Dense(self.latent_dim, dtype=self.dtype)

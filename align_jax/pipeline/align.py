@@ -11,15 +11,16 @@ import uuid
 import numpy as np
 from absl import logging
 
-from align_jax import config_checks, multihost, rsa, summaries
-from align_jax import workdir as workdir_lib
+from align_jax import rsa
 from align_jax.analysis import alignment, plots, report
 from align_jax.data import cifar10, cifar10h
 from align_jax.errors import InputError
-from align_jax.progress import Progress
-from align_jax.config_checks import split_list
 from align_jax.pipeline import cache, finetune, outputs, representations, scoring
 from align_jax.rsa.reliability import ESTIMATOR
+from align_jax.runtime import config_checks, multihost, summaries
+from align_jax.runtime import workdir as workdir_lib
+from align_jax.runtime.config_checks import split_list
+from align_jax.runtime.progress import Progress
 
 RESULTS_FILE = outputs.RESULTS_FILE
 
@@ -82,23 +83,22 @@ def _default_pairs(rows: list[dict]) -> list[tuple[str, str, str, str]]:
   return sorted(pairs)
 
 
-def _comparisons(config, rsa_rows: list[dict], run: scoring.Run) -> list[dict]:
+def _comparisons(config, methods: list[str], rsa_rows: list[dict],
+                 resampled: dict[tuple[str, str], dict[str, np.ndarray]]) -> list[dict]:
   """Paired bootstrap of the `comparisons` pairs, or by default of every pair of pooled targets
   of different models that share a layer and of the first layers of two models that share none:
   per-resample differences of the two targets' scores from the joint resampling (same images,
   same redrawn annotators); Holm correction across that family."""
-  method = split_list(config.methods)[0]
+  method = methods[0]
   rows = [r for r in rsa_rows if r["method"] == method and r["pooled"]]
   pairs = (config_checks.comparison_pairs(config.comparisons) if config.comparisons
            else _default_pairs(rows))
   if not pairs or not config.n_bootstrap:
     return []
   by_target = {(r["model"], r["layer"]): r for r in rows}
-  column = run.methods.index(method)
   out = []
-  for ma, la, mb, lb in pairs:
-    samples = (run.resampled[ma, la]["bootstrap"][:, column]
-               - run.resampled[mb, lb]["bootstrap"][:, column])
+  for ma, la, mb, lb in pairs:  # the first method is column 0 of the resampled scores
+    samples = resampled[ma, la]["bootstrap"][:, 0] - resampled[mb, lb]["bootstrap"][:, 0]
     result = rsa.paired_result(by_target[ma, la]["estimate"] - by_target[mb, lb]["estimate"],
                                samples, 0.95, rsa.default_interval(config.ci_source))
     out.append({"a": f"{ma}/{la}", "b": f"{mb}/{lb}", "method": method,
@@ -124,17 +124,15 @@ def _noise_ceilings(config, counts: np.ndarray, methods: list[str]) -> dict[str,
               "n_splits": config.n_ceiling_splits} for m, c in ceilings.items()}
 
 
-def _statistics(config, results: dict) -> dict:
+def _statistics(config, rsa_rows: list[dict], comparisons: list[dict],
+                permutations: dict) -> dict:
   """What every table's uncertainty rests on: resample counts, the CI source and interval, the
-  ceiling estimator, and what each p-value family can resolve after Holm's correction (the
-  permutation family's Holm-adjusted p-values are added to the RSA rows here)."""
-  comparisons = results["comparisons"]
+  ceiling estimator, and what each p-value family (`permutations`: its summary) can resolve
+  after Holm's correction."""
   return {"n_bootstrap": config.n_bootstrap, "n_permutations": config.n_permutations,
           "n_ceiling_splits": config.n_ceiling_splits, "ci_source": config.ci_source,
-          "ci_interval": next((r["ci_interval"] for r in results["rsa"] if r["ci_interval"]),
-                              None),
-          "ci_level": 0.95, "ceiling_estimator": ESTIMATOR,
-          "permutations": alignment.correct_permutation_family(results["rsa"]),
+          "ci_interval": next((r["ci_interval"] for r in rsa_rows if r["ci_interval"]), None),
+          "ci_level": 0.95, "ceiling_estimator": ESTIMATOR, "permutations": permutations,
           "comparisons": alignment.family_summary(
               len(comparisons), alignment.paired_floor(config.n_bootstrap), config.n_bootstrap)}
 
@@ -155,8 +153,8 @@ def _write_scalars(workdir: str, results: dict) -> None:
 
 
 def run_alignment(config, workdir: str) -> dict | None:
-  """The whole alignment run (see README, 'Alignment'); returns results.json's content. Under
-  multi-host, process 0 runs it and the others return None at once (align_jax/multihost.py)."""
+  """The whole alignment run (docs/alignment.md); returns results.json's content. Under
+  multi-host, process 0 runs it and the others return None at once (runtime/multihost.py)."""
   config_checks.alignment(config)
   if not multihost.is_primary():
     return None
@@ -172,7 +170,8 @@ def run_alignment(config, workdir: str) -> dict | None:
 def _align(config, workdir: str, previous: str, models: dict[str, str], images, labels,
            human_probs, counts) -> dict:
   """Every output of the run, written into `workdir` (the staging folder); `previous` is the
-  output directory, whose cache/ and earlier RDMs are reused where nothing changed."""
+  output directory, whose cache/ and earlier RDMs are reused where nothing changed. The rows
+  of results.json come from the scoring functions and are assembled here."""
   methods, n, run_id = split_list(config.methods), len(labels), uuid.uuid4().hex[:12]
   store = cache.Cache.of_workdir(previous)
   ceiling_store = cache.shared_cache(config.cache_dir) or store
@@ -180,61 +179,68 @@ def _align(config, workdir: str, previous: str, models: dict[str, str], images, 
                         counts=cache.digest(counts), metric=config.metric)
   logging.info("Alignment of %s on %d images, %s RDMs, methods %s.", sorted(models), n,
                config.metric, methods)
-  results = {"provenance": {"run_id": run_id, "software": outputs.software_provenance(),
-                            "data": outputs.data_provenance(config.data_dir),
-                            "seed": config.seed},
-             "config": config.to_dict(), "n_images": n, "metric": config.metric,
-             "methods": methods, "noise_ceiling": {}, "models": {}, "rsa": [], "rsa_folds": [],
-             "class_rsa": [], "cka": [], "comparisons": [], "behaviour": {}, "seeds": [],
-             "figures": {}}
   human_rdm = np.asarray(rsa.human_rdm(human_probs, config.metric))
-  outputs.save_rdm(workdir, "human__images", human_rdm, run_id=run_id,
-                                metric=config.metric, layer="CIFAR-10H label distributions",
-                                model="humans", n_images=n,
-                                image_order=f"CIFAR-10 test images 0..{n - 1}")
+  outputs.save_rdm(workdir, "human__images", human_rdm, run_id=run_id, metric=config.metric,
+                   layer="CIFAR-10H label distributions", model="humans", n_images=n,
+                   image_order=f"CIFAR-10 test images 0..{n - 1}")
   human_class = np.asarray(rsa.human_class_rdm(counts, labels, config.metric))
   outputs.save_rdm(workdir, "human__classes", human_class, run_id=run_id, metric=config.metric,
                    layer="CIFAR-10H confusion rows", model="humans", n_images=n,
                    image_order="class ids 0..9")
   reps = _gather(config, models, images, store)
   _check_comparisons(config, reps)  # before the noise ceiling's minutes
-  results["noise_ceiling"] = ceiling_store.json(
+  noise_ceiling = ceiling_store.json(
       cache.key(kind="noise_ceiling", human=human_key, n_images=n, methods=methods,
                 n_splits=config.n_ceiling_splits, seed=config.seed),
       lambda: _noise_ceilings(config, counts, methods), what="Noise ceiling")
-  fold_source = next((r for r in reps if r.fold_images), None)
   figure_idx = _figure_subset(labels, min(config.figure_images, n), config.seed)
-  run = scoring.Run(config=config, workdir=workdir, previous=previous, store=store,
-             ceiling_store=ceiling_store,
-             human_key=human_key, run_id=run_id, results=results, methods=methods,
-             labels=labels, counts=counts, human_probs=human_probs, human_rdm=human_rdm,
-             human_class=human_class,
-             ceilings={m: c["ceiling"] for m, c in results["noise_ceiling"].items()},
-             human=(rsa.HumanAnnotators(counts, config.metric)
-                    if config.ci_source == "images+annotators" else None),
-             folds=fold_source.fold_images if fold_source else [], fold_human_rdms={},
-             fold_layers={l for r in reps for l in r.fold_features},
-             figure_idx=figure_idx, human_square=scoring.square_subset(human_rdm, figure_idx, n),
-             class_squares={})
-  progress = Progress("scoring models", len(reps))
+  humans = scoring.Humans(
+      labels=labels, counts=counts, probs=human_probs, rdm=human_rdm, class_rdm=human_class,
+      key=human_key, ceilings={m: c["ceiling"] for m, c in noise_ceiling.items()},
+      annotators=(rsa.HumanAnnotators(counts, config.metric)
+                  if config.ci_source == "images+annotators" else None),
+      figure_idx=figure_idx, square=scoring.square_subset(human_rdm, figure_idx, n))
+  fold_source = next((r for r in reps if r.fold_images), None)
+  folds = fold_source.fold_images if fold_source else []
+  fold_layers = {l for r in reps for l in r.fold_features}
+  progress, scored = Progress("scoring models", len(reps)), []
   for k, rep in enumerate(reps):
-    scoring.score_representation(rep, run)
+    scored.append(scoring.score_model(rep, humans, config, methods, workdir, previous, store,
+                                      run_id, folds, fold_layers))
     progress.update(k + 1)
-  scoring.add_statistics(run)
-  scoring.add_fold_statistics(run)
-  results["comparisons"] = _comparisons(config, results["rsa"], run)
-  results["statistics"] = _statistics(config, results)
-  results["seeds"] = alignment.seed_summary(results["rsa"], results["behaviour"])
-  primary = [r for r in results["rsa"] if r["method"] == methods[0]]
-  results["figures"]["alignment"] = plots.alignment_bars(
+  rsa_rows, resampled = scoring.with_statistics([r for m in scored for r in m.rsa], humans,
+                                                config, methods, workdir, store)
+  rsa_folds = scoring.fold_rows([t for m in scored for t in m.fold_targets], humans, config,
+                                methods, ceiling_store)
+  comparisons = _comparisons(config, methods, rsa_rows, resampled)
+  holm_p, permutations = alignment.permutation_family(rsa_rows)
+  rsa_rows = [r if p is None else dict(r, p_permutation_holm=p) for r, p in zip(rsa_rows, holm_p)]
+  behaviours = {rep.label: model.behaviour for rep, model in zip(reps, scored)
+                if model.behaviour is not None}
+  figures = {name: path for model in scored for name, path in model.figures.items()}
+  primary = [r for r in rsa_rows if r["method"] == methods[0]]
+  figures["alignment"] = plots.alignment_bars(
       outputs.figure_path(workdir, "alignment"),
       [f"{r['model']}/{r['layer']}" for r in primary], [r["estimate"] for r in primary],
       [r["ci_low"] for r in primary], [r["ci_high"] for r in primary],
-      results["noise_ceiling"][methods[0]], f"{methods[0]} with the human RDM")
-  results["figures"]["mds_classes"] = plots.mds_panels(
+      noise_ceiling[methods[0]], f"{methods[0]} with the human RDM")
+  figures["mds_classes"] = plots.mds_panels(
       outputs.figure_path(workdir, "mds_classes"),
-      {"CIFAR-10H humans": rsa.square_from_rdm(human_class), **run.class_squares})
-  results["figures"] = {k: os.path.relpath(v, workdir) for k, v in results["figures"].items()}
+      {"CIFAR-10H humans": rsa.square_from_rdm(human_class),
+       **dict(model.class_square for model in scored if model.class_square)})
+  results = {"provenance": {"run_id": run_id, "software": outputs.software_provenance(),
+                            "data": outputs.data_provenance(config.data_dir),
+                            "seed": config.seed},
+             "config": config.to_dict(), "n_images": n, "metric": config.metric,
+             "methods": methods, "noise_ceiling": noise_ceiling,
+             "models": {rep.label: model.entry for rep, model in zip(reps, scored)},
+             "rsa": rsa_rows, "rsa_folds": rsa_folds,
+             "class_rsa": [r for model in scored for r in model.class_rsa],
+             "cka": [r for model in scored for r in model.cka], "comparisons": comparisons,
+             "behaviour": behaviours,
+             "seeds": alignment.seed_summary(rsa_rows, behaviours),
+             "figures": {k: os.path.relpath(v, workdir) for k, v in figures.items()},
+             "statistics": _statistics(config, rsa_rows, comparisons, permutations)}
   outputs.atomic_write_text(os.path.join(workdir, outputs.REPORT_FILE), report.render(results))
   _write_scalars(workdir, results)
   outputs.atomic_write_json(os.path.join(workdir, outputs.RESULTS_FILE), results)

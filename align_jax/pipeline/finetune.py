@@ -24,12 +24,13 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from align_jax import config_checks, features, multihost
-from align_jax import workdir as workdir_lib
+from align_jax import features
 from align_jax.data import cifar10, cifar10h, splits
 from align_jax.errors import InputError
-from align_jax.config_checks import split_list
 from align_jax.pipeline import heads, outputs
+from align_jax.runtime import config_checks, multihost
+from align_jax.runtime import workdir as workdir_lib
+from align_jax.runtime.config_checks import split_list
 from align_jax.training import loop
 
 TARGETS = {"cifar10h": "human_probs", "cifar10": "label"}

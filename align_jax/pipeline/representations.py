@@ -17,8 +17,8 @@ from absl import logging
 from align_jax import features
 from align_jax.data import input_pipeline
 from align_jax.errors import InputError
-from align_jax.config_checks import split_list
 from align_jax.pipeline import cache, finetune
+from align_jax.runtime.config_checks import split_list
 from align_jax.training import samples
 
 PROBS = "probs"  # a derived layer: softmax of the logits

@@ -17,11 +17,12 @@ import os
 import ml_collections
 from absl import logging
 
-from align_jax import config_checks, features, multihost
-from align_jax import workdir as workdir_lib
-from align_jax.config_checks import split_list
+from align_jax import features
 from align_jax.errors import InputError
 from align_jax.pipeline import align, finetune, outputs
+from align_jax.runtime import config_checks, multihost
+from align_jax.runtime import workdir as workdir_lib
+from align_jax.runtime.config_checks import split_list
 from align_jax.training import loop
 
 STAGES_FILE = "stages.json"
@@ -101,7 +102,7 @@ def _run_stages(config, workdir: str, archs: list[str]) -> dict | None:
     logging.info("Accuracy-matched %s: step %d (validation accuracy %.4f; %s %.4f).", arch,
                  chosen["step"], chosen["accuracy"], reference, chosen["reference_accuracy"])
     models[f"{arch}_matched"] = f"{models[f'{arch}-seed0']}@{chosen['step']}"
-  if not multihost.is_primary():  # the alignment is process 0's alone (align_jax/multihost.py)
+  if not multihost.is_primary():  # the alignment is process 0's alone (runtime/multihost.py)
     return None
   align_config = config.align.copy_and_resolve_references()
   align_config.models = ",".join(f"{label}={path}" for label, path in models.items())

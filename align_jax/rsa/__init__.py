@@ -8,10 +8,11 @@ from align_jax.rsa.inference import (CI_SOURCES, HumanAnnotators, bootstrap, boo
                                      paired_result, permutation_p_value, permutation_test)
 from align_jax.rsa.cka import linear_cka
 from align_jax.rsa.comparison import METHODS, RANK_METHODS, compare, compare_methods, rsa_score
+from align_jax.rsa.dissimilarity import class_rdm, rdm, rdm_from_square, square_from_rdm
+from align_jax.rsa.distances import METRICS
 from align_jax.rsa.human import human_class_rdm, human_rdm
 from align_jax.rsa.joint import JointResult, resample_jointly
 from align_jax.rsa.reliability import noise_ceiling, noise_ceilings
-from align_jax.rsa.dissimilarity import METRICS, class_rdm, rdm, rdm_from_square, square_from_rdm
 
 __all__ = [
     "CI_SOURCES", "HumanAnnotators", "JointResult", "METHODS", "METRICS", "RANK_METHODS",

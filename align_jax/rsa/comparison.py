@@ -16,10 +16,10 @@ import numpy as np
 import scipy.spatial.distance as ssd
 import scipy.stats
 
-from align_jax import names
 from align_jax.errors import InputError
 from align_jax.rsa import checks, ranks
 from align_jax.rsa import dissimilarity as rdm_lib
+from align_jax.runtime import backend, names
 
 METHODS = names.METHODS
 RANK_METHODS = ("spearman", "rho-a")
@@ -121,7 +121,7 @@ def compare_methods(a, b, methods) -> dict[str, float]:
 
 
 def _rank_sums(va: np.ndarray, vb: np.ndarray) -> tuple[float, int, int, int]:
-  if checks.on_host():
+  if backend.rsa_on_host():
     return _rank_sums_host(va, vb)
   from align_jax.rsa import xla  # pylint: disable=g-import-not-at-top
   return xla.rank_sums(va, vb)
@@ -161,7 +161,7 @@ def rsa_score(features_a, features_b, metric: str = "correlation", method: str =
   if source_a.n != source_b.n:
     raise InputError(f"features_a has {source_a.n} rows and features_b {source_b.n}; both must "
                      "hold the same images in the same order.")
-  if method not in RANK_METHODS or not checks.on_host():
+  if method not in RANK_METHODS or not backend.rsa_on_host():
     return compare(rdm_lib.rdm_of(source_a), rdm_lib.rdm_of(source_b), method)
   num = source_a.n * (source_a.n - 1) // 2
   ranks_b, ss_b = _rank_source(source_b)

@@ -8,12 +8,7 @@ distinct values) are computed once, by scipy's float64 pdist on the distinct row
 gathered, so identical rows are exactly 0 apart and human RDMs match scipy's to float32
 rounding.
 
-Metrics (rows x, y of length d):
-  euclidean      ||x - y||
-  sqeuclidean    ||x - y||^2
-  rsa_euclidean  ||x - y||^2 / d   (rsatoolbox's "euclidean")
-  correlation    1 - Pearson(x, y)  (undefined for constant rows: InputError)
-  cosine         1 - cos(x, y)      (undefined for all-zero rows: InputError)
+Metrics: rsa/distances.py.
 """
 
 import concurrent.futures
@@ -24,20 +19,13 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.spatial.distance as ssd
 
-from align_jax import names
 from align_jax.errors import InputError
-from align_jax.rsa import checks
+from align_jax.rsa import checks, distances, xla
+from align_jax.runtime import backend
 
-METRICS = names.METRICS
 SCIPY_METRIC = {"euclidean": "euclidean", "sqeuclidean": "sqeuclidean",
                 "rsa_euclidean": "sqeuclidean", "correlation": "correlation", "cosine": "cosine"}
-LOW_DIMS = 64  # rows this short get float64 products on the host
 PANEL_BYTES = 4 << 20  # one float32 [block, n] panel; small temporaries reuse heap pages
-
-
-def check_metric(metric: str) -> None:
-  if metric not in METRICS:
-    raise InputError(f"Unknown RDM metric {metric!r}; choose one of {METRICS}.")
 
 
 def default_block_size(n: int) -> int:
@@ -45,72 +33,16 @@ def default_block_size(n: int) -> int:
   return int(np.clip(PANEL_BYTES // (4 * n), 16, n))
 
 
-@dataclasses.dataclass(frozen=True)
-class Embedding:
-  """Rows prepared so every metric is `offset - 2 * scale * <y_i, y_j>` plus norms.
-
-  `y` [n, d] float32; `sq` [n] float32 squared norms (euclidean family) or None (angular).
-  """
-  y: np.ndarray
-  sq: np.ndarray | None
-  metric: str
-  dims: int
-
-
-def embed(x: np.ndarray, metric: str, dtype=np.float32) -> Embedding:
-  """float64 features [n, d] -> the rows (in `dtype`) the panel kernels multiply."""
-  check_metric(metric)
-  if metric in ("correlation", "cosine"):
-    if metric == "correlation":
-      x = x - x.mean(axis=1, keepdims=True)
-    norms = np.sqrt(np.einsum("ij,ij->i", x, x))
-    zero = np.flatnonzero(norms <= 1e-12 * max(1.0, float(np.abs(x).max())))
-    if zero.size:
-      what = "constant" if metric == "correlation" else "all-zero"
-      raise InputError(f"Rows {zero[:5].tolist()} of the features are {what}: {metric} "
-                       "distance is undefined for them. Drop them or use 'euclidean'.")
-    return Embedding((x / norms[:, None]).astype(dtype), None, metric, x.shape[1])
-  x = x - x.mean(axis=0)  # distances are translation invariant; centring limits cancellation
-  sq = np.einsum("ij,ij->i", x, x).astype(dtype)
-  return Embedding(x.astype(dtype), sq, metric, x.shape[1])
-
-
-def host_dtype(dims: int):
-  """float64 products for low-dimensional rows (cheap, and free of the cancellation that
-  reorders near-equal small distances, e.g. between label distributions); float32 else."""
-  return np.float64 if dims <= LOW_DIMS else np.float32
-
-
-def finish_distances(gram, sq_rows, sq_cols, metric: str, dims: int, xp=np):
-  """Turns inner products [b, m] into distances, in place where `xp` is numpy."""
-  if sq_rows is None:
-    return 1.0 - gram if xp is not np else np.subtract(1.0, gram, out=gram)
-  if xp is not np:
-    d = jnp.maximum(sq_rows[:, None] + sq_cols[None, :] - 2.0 * gram, 0.0)
-    if metric == "euclidean":
-      return jnp.sqrt(d)
-    return d / dims if metric == "rsa_euclidean" else d
-  gram *= -2.0
-  gram += sq_rows[:, None]
-  gram += sq_cols[None, :]
-  np.maximum(gram, 0.0, out=gram)
-  if metric == "euclidean":
-    np.sqrt(gram, out=gram)
-  elif metric == "rsa_euclidean":
-    gram /= dims
-  return gram
-
-
 def _upper(panel: np.ndarray, n: int, r0: int) -> np.ndarray:
   """The pairs (i, j > i) of panel rows r0.. over columns r0..n-1, in pdist order."""
   return panel[np.arange(n - r0)[None, :] > np.arange(panel.shape[0])[:, None]]
 
 
-def dense_panel(emb: Embedding, r0: int, r1: int) -> np.ndarray:
+def dense_panel(emb: distances.Embedding, r0: int, r1: int) -> np.ndarray:
   """float32 distances of the pairs of rows r0..r1-1 (pdist order), from one GEMM."""
   y, sq = emb.y, emb.sq
   gram = y[r0:r1] @ y[r0:].T  # BLAS GEMM over the upper panel only
-  panel = finish_distances(gram, None if sq is None else sq[r0:r1],
+  panel = distances.finish_distances(gram, None if sq is None else sq[r0:r1],
                            None if sq is None else sq[r0:], emb.metric, emb.dims)
   return _upper(panel, len(y), r0).astype(np.float32, copy=False)
 
@@ -139,7 +71,7 @@ def table_panel(table: np.ndarray, inverse: np.ndarray, r0: int, r1: int) -> np.
 
 def distinct_distances(x_distinct: np.ndarray, metric: str) -> np.ndarray:
   """Condensed float32 distances among distinct rows, by scipy's float64 pdist."""
-  embed(x_distinct, metric)  # validates the rows (constant rows for correlation, ...)
+  distances.embed(x_distinct, metric)  # validates the rows (constant rows for correlation, ...)
   condensed = ssd.pdist(x_distinct, SCIPY_METRIC[metric]) if len(x_distinct) > 1 else np.zeros(0)
   if metric == "rsa_euclidean":
     condensed /= x_distinct.shape[1]
@@ -156,7 +88,7 @@ class PairSource:
   """
   n: int
   block: int
-  emb: Embedding | None = None
+  emb: distances.Embedding | None = None
   distinct: np.ndarray | None = None  # condensed distances among distinct rows
   table: np.ndarray | None = None  # the same as a square matrix, exactly 0 on the diagonal
   inverse: np.ndarray | None = None  # row id of each image
@@ -185,7 +117,7 @@ def for_each_panel(source: PairSource, work) -> None:
 def pair_source(features, metric: str, block_size: int | None = None,
                 name: str = "features") -> PairSource:
   """Validates features [n, d] and plans their RDM (tabled when at most n/2 rows differ)."""
-  check_metric(metric)
+  distances.check_metric(metric)
   x = checks.as_features(features, name)
   n = x.shape[0]
   if block_size is not None and block_size < 1:
@@ -197,8 +129,8 @@ def pair_source(features, metric: str, block_size: int | None = None,
     distinct = distinct_distances(unique, metric)
     return PairSource(n, block, distinct=distinct, table=ssd.squareform(distinct),
                       inverse=inverse, counts=counts)
-  dtype = host_dtype(x.shape[1]) if checks.on_host() else np.float32
-  return PairSource(n, block, emb=embed(x, metric, dtype))
+  dtype = distances.host_dtype(x.shape[1]) if backend.rsa_on_host() else np.float32
+  return PairSource(n, block, emb=distances.embed(x, metric, dtype))
 
 
 def rdm_host(source: PairSource) -> np.ndarray:
@@ -224,9 +156,8 @@ def rdm(features, metric: str = "correlation", *, block_size: int | None = None)
 def rdm_of(source: PairSource):
   """The condensed RDM a planned source describes: numpy kernels on CPUs and for tables,
   jitted panels on accelerators."""
-  if checks.on_host() or source.table is not None:
+  if backend.rsa_on_host() or source.table is not None:
     return jnp.asarray(rdm_host(source))
-  from align_jax.rsa import xla  # pylint: disable=g-import-not-at-top
   return xla.rdm_dense(source.emb, source.block)
 
 

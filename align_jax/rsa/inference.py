@@ -5,9 +5,8 @@ own copy is dropped, and a pair of distinct originals drawn m_i and m_j times co
 m_i * m_j times. Spearman and rho-a run on the joint engine (rsa/joint.py): the ranks of each
 resample follow from one global sort per RDM, no re-sorting. `engine='expanded'` (and every
 other method) re-ranks the expanded multiset of each resample instead: the reference the
-engine is tested against, about 7x slower for one target at n = 10,000 (7.9 s against 1.1 s
-per resample in benchmarks/rsa_joint.py). `seconds_per_resample` in the result reports the
-cost.
+engine is tested against, several times slower (docs/rsa_statistics.md, "Joint resampling").
+`seconds_per_resample` in the result reports the cost.
 
 CI sources: 'images' resamples images only (each image keeps its annotators' votes, so their
 sampling noise travels with it). 'images+annotators' (a two-level bootstrap) also redraws each
@@ -16,9 +15,9 @@ copies) and rebuilds the human RDM from them; annotator redraws use their own ra
 a seed gives the same image resamples under both sources. Redrawing adds sampling noise on top
 of the data's own, which pulls resampled scores below the estimate, so its interval is the
 percentile interval re-centred by that bias, `interval='centred'`: [q_lo, q_hi] + (estimate -
-mean of the resampled scores). In a coverage simulation (tests/test_reliability.py) this held
-the truth in 98% of datasets of 400 images, where Efron's BC interval held it in 86% and the
-basic interval in 87%; the images-only percentile interval held it in 97%.
+mean of the resampled scores). It is the interval whose coverage held in simulation, where
+Efron's BC and the basic interval fell short (tests/test_reliability.py;
+docs/rsa_statistics.md, "Uncertainty and p-values").
 
 Permutation test: permute the image labels of one RDM, p = (1 + #{null >= observed}) /
 (1 + permutations), one-sided for "more similar than chance".
@@ -30,11 +29,11 @@ import time
 import numpy as np
 import scipy.spatial.distance as ssd
 
-from align_jax import names
 from align_jax.errors import InputError
-from align_jax.progress import Progress
 from align_jax.rsa import checks, joint, ranks
 from align_jax.rsa import comparison as compare_lib
+from align_jax.runtime import names
+from align_jax.runtime.progress import Progress
 
 CI_SOURCES = names.CI_SOURCES
 INTERVALS = ("percentile", "centred")

@@ -36,14 +36,14 @@ import numpy as np
 import scipy.spatial.distance as ssd
 
 from align_jax.errors import InputError
-from align_jax.progress import Progress
-from align_jax.rsa import annotators, checks, ranks
+from align_jax.rsa import annotators, checks, distances, ranks
 from align_jax.rsa import comparison as compare_lib
 from align_jax.rsa import dissimilarity as rdm_lib
+from align_jax.runtime import backend
+from align_jax.runtime.progress import Progress
 
 END_FLAG = np.uint32(1 << 31)  # marks the last pair of a tie group in a sorted order
 INDEX_MASK = np.uint32((1 << 31) - 1)
-MAX_IMAGES = 1 << 16  # image ids fit uint16; pair indices stay below 2^31, ranks in int32
 ANNOTATOR_STREAM = 0xA770  # seeds the annotator redraws apart from the image resamples
 
 
@@ -295,8 +295,8 @@ def _check(targets: dict, human_rdm, methods) -> tuple[dict, np.ndarray, int]:
       raise InputError(f"RDM {k!r} has {v.size} pairs and the human RDM {human.size}; they must "
                        "cover the same images in the same order.")
   n = checks.num_images(human.size)
-  if n > MAX_IMAGES:
-    raise InputError(f"{n} images: the joint engine handles up to {MAX_IMAGES:,}.")
+  if n > checks.MAX_IMAGES:
+    raise InputError(f"{n} images: the joint engine handles up to {checks.MAX_IMAGES:,}.")
   return vectors, human, n
 
 
@@ -306,7 +306,7 @@ def check_annotators(counts, metric: str | None, n: int) -> np.ndarray:
   if len(counts) != n:
     raise InputError(f"The annotator counts cover {len(counts)} images but the RDMs {n}; they "
                      "must describe the same images in the same order.")
-  rdm_lib.check_metric(metric)
+  distances.check_metric(metric)
   return counts
 
 
@@ -390,7 +390,7 @@ def _bootstrap(pairs: dict[str, SortedPairs], side, n, methods, n_bootstrap, see
                       n_bootstrap)
   workers = min(len(pairs), os.cpu_count() or 1)
   sums_of = target_sums
-  if not checks.on_host():  # accelerators: the same pass, jitted (rsa/xla.py)
+  if not backend.rsa_on_host():  # accelerators: the same pass, jitted (rsa/xla.py)
     from align_jax.rsa import xla  # pylint: disable=g-import-not-at-top
     sums_of, workers = xla.joint_target_sums, 1
     pairs = {k: xla.on_device(p) for k, p in pairs.items()}  # copied to the device once

@@ -8,7 +8,7 @@ and sum(c) = 0. Then
   sum(c^2) = (N^3 - N - sum over tie runs of (t^3 - t)) / 3, exact in Python integers.
 sum(c_a c_b) adds exact int64 per-run sums, multiplied in float64 chunk by chunk.
 
-Speed (see ../shared/research/rsa-performance.md): argsort and XLA:CPU sorts are slow, so
+Speed (docs/benchmarks.md): argsort and XLA:CPU sorts are slow, so
 values are mapped to order-preserving uint32 keys and sorted as packed uint64 words
 (key << 32 | payload) with numpy's in-place sort. Spearman then needs only ONE such sort of
 the model RDM, whose payload is the other RDM's centred rank.
@@ -215,11 +215,6 @@ def table_ranks(condensed: np.ndarray, counts: np.ndarray,
   c = np.empty(len(values), np.float64)
   c[order] = np.repeat(run_c, np.diff(np.append(starts, len(keys))))
   return c[:-1], float(c[-1]), tie_correction([run_weight[run_weight > 0]]), num
-
-
-def spearman_from_sums(cross: float, ties_a: int, ties_b: int, num: int) -> float:
-  denominator = math.sqrt(sum_of_squares(num, ties_a)) * math.sqrt(sum_of_squares(num, ties_b))
-  return cross / denominator
 
 
 def rho_a_from_sums(cross: float, num: int) -> float:

@@ -144,8 +144,8 @@ def noise_ceilings(counts, metric: str = "correlation", methods=("spearman",), *
   """{method: NoiseCeiling} of the human RDM of counts [n_images, classes] (see module).
 
   All methods share the priors, posterior draws and splits; K is chosen on the first method.
-  Cost: about (n_splits + draws) x 8 RDM comparisons (4-5 minutes at n = 10,000 on 2 CPU
-  cores with the defaults, 20 s at n = 1,500).
+  Cost: about (n_splits + draws) x 8 RDM comparisons (measured in docs/rsa_statistics.md; an
+  alignment run caches it per user, pipeline/cache.py).
   """
   counts = annotators.check_counts(counts, min_annotators=2)
   methods = list(methods)

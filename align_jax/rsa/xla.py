@@ -17,8 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from align_jax.rsa import checks
-from align_jax.rsa import dissimilarity as rdm_lib
+from align_jax.rsa import checks, distances
 
 
 @functools.partial(jax.jit, static_argnames=("metric", "dims", "block"), donate_argnums=(0,))
@@ -33,7 +32,7 @@ def _write_panel(out, y, y_padded, sq, sq_padded, r0, *, metric: str, dims: int,
   rows = lax.dynamic_slice_in_dim(y_padded, r0, block)
   gram = jnp.dot(rows, y.T, precision=lax.Precision.HIGHEST)
   sq_rows = None if sq is None else lax.dynamic_slice_in_dim(sq_padded, r0, block)
-  panel = rdm_lib.finish_distances(gram, sq_rows, sq, metric, dims, xp=jnp)
+  panel = distances.finish_distances(gram, sq_rows, sq, metric, dims, xp=jnp)
   lengths = jnp.maximum(n - 1 - r0 - jnp.arange(block, dtype=jnp.int32), 0)
   offsets = jnp.cumsum(lengths) - lengths  # start of local row k within this segment
   position = jnp.arange(block * (n - 1), dtype=jnp.int32)
@@ -43,7 +42,7 @@ def _write_panel(out, y, y_padded, sq, sq_padded, r0, *, metric: str, dims: int,
   return lax.dynamic_update_slice(out, panel[row, col], (start,))
 
 
-def rdm_dense(emb: rdm_lib.Embedding, block: int) -> jax.Array:
+def rdm_dense(emb: distances.Embedding, block: int) -> jax.Array:
   """Condensed float32 RDM of embedded rows on the default device."""
   n = emb.y.shape[0]
   block = min(block, n - 1)

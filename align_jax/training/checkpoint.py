@@ -20,7 +20,6 @@ from absl import logging
 from orbax.checkpoint.checkpoint_managers import preservation_policy as policies
 
 from align_jax.errors import InputError
-from align_jax.training import faults
 
 EPOCH_DIR = "checkpoints"
 MID_EPOCH_DIR = "checkpoints_mid_epoch"
@@ -71,7 +70,7 @@ def _manager(folder: str, policy, read_only: bool, **options) -> ocp.CheckpointM
                                                                  **options))
   return ocp.CheckpointManager(folder, options=ocp.CheckpointManagerOptions(
       preservation_policy=policy, enable_async_checkpointing=False, cleanup_tmp_directories=True,
-      temporary_path_class=faults.temporary_path_class(), **options))
+      **options))
 
 
 class Checkpointer:
@@ -123,7 +122,6 @@ class Checkpointer:
           f"Saving the checkpoint of step {step} in {manager.directory} failed ({type(e).__name__}"
           f": {e}). The run stopped; {last_good(self.newest_step())}, intact. Free disk space or "
           "fix the problem, then rerun.") from e
-    faults.crash_at("after_save", step)
     if metrics is not None:  # an epoch end supersedes the mid-epoch checkpoint before it
       for old in self.mid_epoch.all_steps():
         if old <= step:

@@ -17,12 +17,12 @@ import jax.numpy as jnp
 from absl import logging
 from flax import jax_utils
 
-from align_jax import config_checks, multihost, summaries
-from align_jax import workdir as workdir_lib
 from align_jax.data import input_pipeline, splits
 from align_jax.errors import InputError
 from align_jax.models import create_model
-from align_jax.training import (checkpoint, faults, pretrained, resume, steps, tasks,
+from align_jax.runtime import config_checks, multihost, summaries
+from align_jax.runtime import workdir as workdir_lib
+from align_jax.training import (checkpoint, pretrained, resume, steps, tasks,
                                 train_state)
 
 
@@ -123,7 +123,6 @@ def _train(config, workdir: str, task, model, data: dict) -> dict:
     with jax.profiler.StepTraceAnnotation("train", step_num=step):
       rstate, update = p_train(rstate, next(batches), rkey)
     update = update.unreplicate()
-    faults.crash_at("after_step", step)
     train_metrics = update if train_metrics is None else train_metrics.merge(update)
     epoch_end = step % steps_per_epoch == 0
     if step % config.log_every_steps == 0 or epoch_end:

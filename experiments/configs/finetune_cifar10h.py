@@ -11,23 +11,31 @@ The model kind comes from init_from's config.json; its best checkpoint is the st
 
 from experiments.configs import common
 
+PER_FOLD = ("model", "model_kwargs", "task", "task_kwargs", "fold")  # set per fold
+FIELDS = [
+    ("init_from", "", "the CIFAR-10 training workdir to start from (required)"),
+    ("num_folds", 10, "folds of the test images; each fold's network trains on the others"),
+    ("targets", "cifar10h,cifar10", "soft human labels; hard CIFAR-10 labels (the control)"),
+    ("mode", "full", "'full': the whole network fine-tuned per fold; 'head': the network "
+     "frozen, only its classifier head refitted per fold (full-batch AdamW from the trained "
+     "head)"),
+    ("head_steps", 500, "mode='head': full-batch AdamW steps per fold"),
+    ("head_learning_rate", 1e-3, "mode='head': AdamW learning rate (weight_decay applies)"),
+    ("temperature_baseline", True, "also score the starting network with one temperature per "
+     "fold, fitted on the training folds' human distributions (target 'temperature': the "
+     "calibration baseline)"),
+    ("layers", "penultimate,logits", "features kept per fold for within-fold RSA"),
+]
+HELP = {**{k: v for k, v in common.TRAINING_HELP.items() if k not in PER_FOLD},
+        **common.meanings(FIELDS)}
+
 
 def get_config(arg: str | None = None):
   config = common.training_config()
-  for field in ("model", "model_kwargs", "task", "task_kwargs", "fold"):  # set per fold
+  for field in PER_FOLD:
     del config[field]
-  config.init_from = ""  # the CIFAR-10 training workdir to start from (required)
-  config.num_folds = 10
-  config.targets = "cifar10h,cifar10"  # soft human labels; hard CIFAR-10 labels (control)
-  # 'full': the whole network fine-tuned per fold; 'head': the network frozen, only its
-  # classifier head refitted per fold (full-batch AdamW from the trained head)
-  config.mode = "full"
-  config.head_steps = 500  # mode='head': full-batch AdamW steps per fold
-  config.head_learning_rate = 1e-3  # mode='head': AdamW learning rate (weight_decay applies)
-  # also score the starting network with one temperature per fold, fitted on the training
-  # folds' human distributions (target 'temperature': the calibration baseline)
-  config.temperature_baseline = True
-  config.layers = "penultimate,logits"  # features kept per fold for within-fold RSA
+  for name, default, _ in FIELDS:
+    config[name] = default
   config.num_epochs = 10
   config.learning_rate = 1e-4
   config.warmup_epochs = 0.0

@@ -9,6 +9,8 @@ Smoke test (about a minute on 2 CPU cores; accuracy near chance is expected):
 
 from experiments.configs import common
 
+HELP = common.TRAINING_HELP
+
 
 def get_config(arg: str | None = None):
   config = common.training_config()

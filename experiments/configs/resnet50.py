@@ -5,12 +5,14 @@ epochs and cosine decay, weight decay 5e-4 on kernels, zero-init of each block's
   python -m experiments.train_resnet --workdir=W --config=experiments/configs/resnet50.py
 Smoke test (ImageNet stem on 256 images; about a minute and a half on 2 CPU cores):
   python -m experiments.train_resnet --workdir=W --config=experiments/configs/resnet50.py:smoke
-On 2 CPU cores ResNet-50 trains at ~10 images/s with the CIFAR stem and ~40 with the ImageNet
-stem, so CPU runs use subsets (--config.train_subset) and the ImageNet stem.
+On CPUs the CIFAR stem is about ten times slower than the ImageNet stem (docs/performance.md),
+so CPU runs use subsets (--config.train_subset) and the ImageNet stem.
 Pretrained weights: --config.init_from=PATH (.npz keyed by 'params/...' or an orbax checkpoint).
 """
 
 from experiments.configs import common
+
+HELP = common.TRAINING_HELP
 
 
 def get_config(arg: str | None = None):

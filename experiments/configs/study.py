@@ -5,8 +5,8 @@ Full study (paper scale, for a GPU: the full recipes, 3 seeds, 10 folds, 1,000 r
   python -m experiments.run_study --workdir=OUT --config=experiments/configs/study.py
 Quick (everything on reduced data; under 30 minutes on 2 CPU cores, accuracies far below the
 full recipes): append ':quick'.
-CPU scale (the largest study one unattended run on 2 CPU cores completes: measured 1 h 55 min
-on quiet cores, under the 2-hour aim; README, "Results at CPU scale"): append ':cpu'. One
+CPU scale (the largest study one unattended run on 2 CPU cores completes, about 2 hours;
+docs/results_cpu.md has the run, its stage times and its results): append ':cpu'. One
 seed; PhilNet 5 epochs (every epoch-end checkpoint kept), ResNet-50 with the ImageNet stem 1
 epoch, the VAE 3 epochs, all on 45,000 images; the
 accuracy-matched PhilNet checkpoint; fine-tuning in both modes on 3 folds of all 10,000 test
@@ -17,18 +17,12 @@ e.g. --config.philnet.num_epochs=6 or --config.align.n_bootstrap=400 (each adds 
 
 import os
 
-import ml_collections
-
 from experiments.configs import align, common, finetune_cifar10h, philnet, resnet50, vae
 
 QUICK_TRAINING = dict(num_validation=1000, test_subset=1000, eval_batch_size=500,
                       log_every_steps=20)
-# ':cpu' sizing: stage times of a first, larger run (6/2/5 epochs, 5 folds; 2 h 20 min quiet)
-# scaled down. Measured for this variant on quiet 2-core CPUs (README): 1 h 55 min = PhilNet 40
-# min (~99 images/s) + ResNet-50 7.5 + the VAE 3.3 + full fine-tuning 11.7 (6 runs of 6,667
-# images) + head 1 + the alignment 51 (joint resampling of 12 targets 35.5: 9.6 s per bootstrap
-# resample; the noise ceiling 6; within-fold statistics 5). Each added epoch or 100 resamples
-# adds ~8 or ~16 minutes.
+# ':cpu' is sized from measured stage times to finish within about two hours on 2 CPU cores
+# (docs/results_cpu.md lists them: each added PhilNet epoch or 100 resamples adds minutes).
 CPU_TRAINING = dict(log_every_steps=50)
 CPU_COMPARISONS = ",".join([
     "philnet-seed0/penultimate:resnet50-seed0/penultimate",  # architecture, as trained
@@ -39,24 +33,38 @@ CPU_COMPARISONS = ",".join([
 ])
 
 
+def fields(arg: str | None = None) -> list[tuple[str, object, str]]:
+  """The study's fields, (name, default, meaning); each stage's config is a field of its own."""
+  sub_variant = "quick" if arg == "quick" else None
+  return [
+      ("data_dir", os.environ.get("ALIGN_JAX_DATA_DIR", ""),
+       "the data directory of every stage ('' = tensorflow-datasets); default "
+       "$ALIGN_JAX_DATA_DIR"),
+      ("architectures", "philnet,resnet50,vae", "which models the study trains"),
+      ("num_seeds", 3, "training seeds per architecture (0..num_seeds-1)"),
+      ("finetune_architecture", "philnet",
+       "fine-tuned on CIFAR-10H from seed 0 ('' = skip)"),
+      ("finetune_modes", "full",
+       "'full' and/or 'head' (finetune_cifar10h --help), on the same folds"),
+      ("accuracy_matched", "", "ARCH=REFERENCE: also align ARCH's kept epoch-end checkpoint "
+       "(seed 0) whose validation accuracy is closest to REFERENCE's (label ARCH_matched), so "
+       "that architecture is compared at equal accuracy; it needs ARCH's keep_checkpoints >= "
+       "its epochs ('' = skip)"),
+      ("philnet", philnet.get_config(), "PhilNet's training config (train_philnet --help)"),
+      ("resnet50", resnet50.get_config(), "ResNet-50's training config (train_resnet --help)"),
+      ("vae", vae.get_config(), "the VAE's training config (train_vae --help)"),
+      ("finetune", finetune_cifar10h.get_config(sub_variant),
+       "the CIFAR-10H fine-tuning config (finetune_cifar10h --help)"),
+      ("align", align.get_config(sub_variant), "the alignment config (align --help)"),
+  ]
+
+
+HELP = common.meanings(fields())
+
+
 def get_config(arg: str | None = None):
   quick = arg == "quick"
-  config = ml_collections.ConfigDict()
-  config.data_dir = os.environ.get("ALIGN_JAX_DATA_DIR", "")  # used by every stage
-  config.architectures = "philnet,resnet50,vae"  # which models the study trains
-  config.num_seeds = 3  # training seeds per architecture (0..num_seeds-1)
-  config.finetune_architecture = "philnet"  # fine-tuned on CIFAR-10H from seed 0 ('' = skip)
-  config.finetune_modes = "full"  # 'full' and/or 'head' (finetune_cifar10h --help), same folds
-  # ARCH=REFERENCE: also align ARCH's kept epoch-end checkpoint (seed 0) whose validation
-  # accuracy is closest to REFERENCE's (label ARCH_matched), so that architecture is compared
-  # at equal accuracy; it needs ARCH's keep_checkpoints >= its epochs ('' = skip)
-  config.accuracy_matched = ""
-  config.philnet = philnet.get_config()  # PhilNet's training config (train_philnet --help)
-  config.resnet50 = resnet50.get_config()  # ResNet-50's training config (train_resnet --help)
-  config.vae = vae.get_config()  # the VAE's training config (train_vae --help)
-  # the CIFAR-10H fine-tuning config (finetune_cifar10h --help)
-  config.finetune = finetune_cifar10h.get_config("quick" if quick else None)
-  config.align = align.get_config("quick" if quick else None)  # the alignment (align --help)
+  config = common.fields_config(fields(arg))
   if quick:
     config.num_seeds = 1
     config.philnet.update(dict(QUICK_TRAINING, train_subset=8000, num_epochs=2,
@@ -76,13 +84,12 @@ def get_config(arg: str | None = None):
     config.vae.update(dict(CPU_TRAINING, num_epochs=3))
     config.accuracy_matched = "philnet=resnet50"
     # both fine-tuning modes on the same 3 folds of all 10,000 test images; full: 1 epoch per
-    # fold and target (~10 min), head: seconds; fine-tuned penultimate features kept per fold
+    # fold and target; fine-tuned penultimate features kept per fold
     config.finetune_modes = "full,head"
     config.finetune.update(dict(num_folds=3, num_epochs=1, learning_rate=3e-4,
                                 layers="penultimate"))
-    # all 10,000 images; 12 targets at ~0.7 s each per joint resample on 2 cores (README,
-    # "Joint resampling"): 200 resamples ~35 min, 50 permutations ~1 min; five pre-chosen
-    # paired tests, so that Holm's smallest adjusted p (5 x 2 / 201) can reach 0.05
+    # all 10,000 images, 200 resamples and 50 permutations (what the budget allows); five
+    # pre-chosen paired tests, so that Holm's smallest adjusted p (5 x 2 / 201) can reach 0.05
     config.align.update(dict(n_bootstrap=200, n_permutations=50, n_fold_bootstrap=100,
                              classifier_layers="penultimate,probs", comparisons=CPU_COMPARISONS))
   # ':quick' edits the nested configs above; this only rejects unknown variant names.

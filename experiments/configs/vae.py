@@ -11,6 +11,8 @@ import ml_collections
 
 from experiments.configs import common
 
+HELP = common.TRAINING_HELP
+
 
 def get_config(arg: str | None = None):
   config = common.training_config()

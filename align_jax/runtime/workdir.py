@@ -13,8 +13,8 @@ import errno
 import fcntl
 import os
 
-from align_jax import multihost
 from align_jax.errors import InputError
+from align_jax.runtime import multihost
 
 LOCK_FILE = ".lock"
 _held: dict[str, list] = {}  # real path -> [open lock file, depth]

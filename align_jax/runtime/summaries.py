@@ -1,6 +1,6 @@
 """TensorBoard event files without TensorFlow: scalars and images for training and alignment.
 
-clu's metric writers (and its periodic actions) import TensorFlow, which costs ~6 s at every
+clu's metric writers (and its periodic actions) import TensorFlow, which costs seconds at every
 start and is missing on GPU machines set up for JAX. The `tensorboard` package ships a
 TF-free event-file writer and the protocol buffers; this wraps them in the two calls align_jax
 needs. Nothing is logged here: the training loop prints its own one-line summaries. Only

@@ -4,8 +4,8 @@ bad value at once; the library functions run the same checks for API users."""
 
 import os
 
-from align_jax import names
 from align_jax.errors import InputError
+from align_jax.runtime import names
 
 
 def split_list(text: str) -> list[str]:
@@ -90,7 +90,7 @@ def alignment(config) -> None:
     problems.append(f"num_images={config.num_images} must be 0 (all) or >= 20")
   for field in ("classifier_layers", "vae_layers"):
     if not split_list(config[field]):
-      problems.append(f"{field} is empty: name at least one layer (README, 'Alignment')")
+      problems.append(f"{field} is empty: name at least one layer (docs/alignment.md)")
   if config.ci_source not in names.CI_SOURCES:
     problems.append(f"ci_source={config.ci_source!r} must be one of {names.CI_SOURCES}")
   try:
