@@ -8,6 +8,7 @@ products in expectation) so no layer needs gigabytes: ResNet's first stage with 
 stem has 262,144 values per image.
 """
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -20,6 +21,7 @@ import numpy as np
 from align_jax.data import input_pipeline
 from align_jax.errors import InputError
 from align_jax.models import create_model
+from align_jax.runtime import backend
 from align_jax.runtime.progress import Progress
 from align_jax.training import checkpoint, pretrained, tasks
 
@@ -156,9 +158,12 @@ def extract_features(trained: TrainedModel, images: np.ndarray, layers: list[str
     raise InputError(f"{trained.config.model} has no layer {missing}; available: "
                      f"{sorted(available)}.")
 
+  precision = backend.feature_precision()
+
   @jax.jit
   def forward(variables, x):
-    _, features = trained.model.apply(variables, x, train=False)
+    with (jax.default_matmul_precision(precision) if precision else contextlib.nullcontext()):
+      _, features = trained.model.apply(variables, x, train=False)
     return {l: _reduce(features[l], reduction, max_dims, seed) for l in layers}
 
   outputs = {l: [] for l in layers}

@@ -5,7 +5,7 @@ One align_jax contender of benchmarks/train_bench.py (the engine's data-parallel
 float32), in one process, in turns whose order alternates, each turn --steps steps that merge
 the step's metrics as the training loop does (align_jax/training/loop.py):
   fixed batch   one host batch of the right shape, handed to every step (train_bench's way);
-  pipeline      batches from input_pipeline.prefetch(train_batches(...)) over the CIFAR-10
+  pipeline      batches from input_pipeline.on_devices(train_batches(...)) over the CIFAR-10
                 training images of --data_dir (official binary layout), with the task's
                 preprocessing (crop, flip, normalisation): the loop's input, background
                 thread and device prefetch included.
@@ -55,9 +55,10 @@ def main(argv=None) -> None:
   from align_jax.runtime import host_memory  # pylint: disable=g-import-not-at-top
   from align_jax.data import cifar10, input_pipeline  # pylint: disable=g-import-not-at-top
   from align_jax.errors import InputError  # pylint: disable=g-import-not-at-top
+  from align_jax.runtime import parallel  # pylint: disable=g-import-not-at-top
   try:
     data = cifar10.load_binary(args.data_dir)
-    input_pipeline.check_batch_size(args.batch_size)
+    parallel.check_batch_size(args.batch_size)
   except InputError as e:
     parser.error(str(e))
   if args.batch_size > len(data.train_images):
@@ -69,8 +70,8 @@ def main(argv=None) -> None:
                                               args.layer_impl, args.batch_size)
   prep = input_pipeline.PREPROCESSING[contender.preprocessing]
   examples = {"image": data.train_images, "label": data.train_labels}
-  batches = input_pipeline.prefetch(input_pipeline.train_batches(
-      examples, args.batch_size, prep, seed=0))
+  batches = input_pipeline.on_devices(input_pipeline.train_batches(
+      examples, args.batch_size, prep, seed=0), args.batch_size)
   feeds = {"fixed batch": contender.train, "pipeline": lambda n: contender.train_from(
       lambda: next(batches), n)}
   print(f"{args.model}, align_jax[{args.layer_impl}], batch {args.batch_size}, "

@@ -3,8 +3,11 @@
 For each model, every contender runs in this one process, in turns (the order rotates each
 repeat), on the same synthetic batch shape (global batch --batch_size, 32x32x3, float32):
   align_jax[POLICY]  the engine's data-parallel train step (training/steps.py: task loss,
-                     AdamW with the cosine schedule, BatchNorm statistics, metrics) with
-                     config.layer_impl=POLICY (models/layers.py), optionally ':bfloat16';
+                     AdamW with the cosine schedule, BatchNorm statistics, metrics; jitted over
+                     the global batch, runtime/parallel.py) with config.layer_impl=POLICY
+                     (models/layers.py), optionally ':bfloat16', or '+pmap': the engine's former
+                     step (jax.pmap over the local devices, gradients and BatchNorm statistics
+                     averaged with lax.pmean), kept here as the reference for the jitted one;
   pytorch            the same architecture (benchmarks/torch_models.py), AdamW, float32, NCHW:
                      zero_grad, forward, loss, backward, step.
 Inference is the model in evaluation mode on the same batch (jitted apply; torch.no_grad).
@@ -13,9 +16,11 @@ do; it applies to PyTorch alike) unless --release_freed_memory.
 Reported: images/s from the median step time over --repeats (each --steps steps), ratios
 against PyTorch, and align_jax's first call (compilation included) separately.
 
-  python benchmarks/train_bench.py                            # the table in docs/performance.md (~25 min)
+  python benchmarks/train_bench.py              # docs/performance.md's table (~25 min)
   python benchmarks/train_bench.py --models=philnet --repeats=3
   python benchmarks/train_bench.py --variants=auto,auto:bfloat16 --no_torch   # GPU check
+  python benchmarks/train_bench.py --models=philnet --variants=auto,auto+pmap --no_torch \
+      --no_inference                          # the jitted step against the former pmap one
 
 PyTorch comes with `pip install -e ".[bench]"`; without it the script says so and times
 align_jax alone.
@@ -69,13 +74,39 @@ def _parse_args(argv):
   return args
 
 
-VARIANT_FORM = "use POLICY[:DTYPE], POLICY in auto, rewritten, xla; DTYPE float32 or bfloat16"
+VARIANT_FORM = ("use POLICY[:DTYPE][+pmap], POLICY in auto, rewritten, xla; DTYPE float32 or "
+                "bfloat16")
 
 
 def is_variant(variant: str) -> bool:
-  """Whether `variant` names an align_jax contender: POLICY[:DTYPE] (VARIANT_FORM)."""
+  """Whether `variant` names an align_jax contender: POLICY[:DTYPE][+pmap] (VARIANT_FORM)."""
+  variant = variant.removesuffix("+pmap")
   policy, _, dtype = variant.partition(":")
   return policy in ("auto", "rewritten", "xla") and dtype in ("", "float32", "bfloat16")
+
+
+def pmap_reference_step(task, model):
+  """The engine's former data-parallel train step: jax.pmap over the local devices, each with
+  its own dropout key, gradients and BatchNorm statistics (the model's bn_axis_name) averaged
+  with lax.pmean. The reference the jitted step is measured against."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from jax import lax  # pylint: disable=g-import-not-at-top
+
+  def step(state, batch, root_key):
+    key = jax.random.fold_in(jax.random.fold_in(root_key, state.step), lax.axis_index("batch"))
+
+    def loss_fn(params):
+      variables = {"params": params, "batch_stats": state.batch_stats}
+      return task.loss(model, variables, batch, key, train=True, step=state.step)
+
+    (_, (new_model_state, outputs)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state.params)
+    state = state.apply_gradients(
+        grads=lax.pmean(grads, "batch"),
+        batch_stats=new_model_state.get("batch_stats", state.batch_stats))
+    return state, task.train_metrics.gather_from_model_output(axis_name="batch", **outputs)
+
+  return jax.pmap(step, axis_name="batch", donate_argnums=(0,))
 
 
 class _Contender:
@@ -99,15 +130,17 @@ def align_jax_contender(name: str, kind: str, model_kwargs: dict, task_name: str
   from flax import jax_utils  # pylint: disable=g-import-not-at-top
 
   from align_jax.models import create_model  # pylint: disable=g-import-not-at-top
+  from align_jax.runtime import parallel  # pylint: disable=g-import-not-at-top
   from align_jax.training import steps, tasks, train_state  # pylint: disable=g-import-not-at-top
   from experiments.configs import common  # pylint: disable=g-import-not-at-top
 
-  policy, _, dtype = variant.partition(":")
+  pmap = variant.endswith("+pmap")
+  policy, _, dtype = variant.removesuffix("+pmap").partition(":")
   config = common.training_config()
   config.num_epochs = 10
   task = tasks.TASKS[task_name]()
-  model = create_model(kind, bn_axis_name=steps.AXIS_NAME, dtype=jnp.dtype(dtype or "float32"),
-                       layer_impl=policy, **model_kwargs)
+  model = create_model(kind, bn_axis_name="batch" if pmap else None,
+                       dtype=jnp.dtype(dtype or "float32"), layer_impl=policy, **model_kwargs)
   inference_model = create_model(kind, dtype=jnp.dtype(dtype or "float32"), layer_impl=policy,
                                  **model_kwargs)
   rng = np.random.default_rng(0)
@@ -117,18 +150,25 @@ def align_jax_contender(name: str, kind: str, model_kwargs: dict, task_name: str
       model, jax.random.key(0), jnp.asarray(images[:1]))
   state = train_state.create_train_state(
       variables, model.apply, train_state.create_optimizer(config, steps_per_epoch=100))
-  n_dev = jax.local_device_count()
-  # host arrays, as the engine's input pipeline hands them to the step
-  batch = {"image": images.reshape(n_dev, -1, 32, 32, 3), "label": labels.reshape(n_dev, -1)}
-  p_train, _ = steps.parallel_steps(task, model)
-  holder = {"state": jax_utils.replicate(state), "key": jax_utils.replicate(jax.random.key(1))}
+  batch = {"image": images, "label": labels}  # host arrays, as the input pipeline's rows
+  if pmap:
+    n_dev = jax.local_device_count()
+    batch = {k: v.reshape(n_dev, -1, *v.shape[1:]) for k, v in batch.items()}
+    train_step = pmap_reference_step(task, model)
+    holder = {"state": jax_utils.replicate(state), "key": jax_utils.replicate(jax.random.key(1))}
+    fetch = lambda update: update.unreplicate()
+  else:
+    train_step, _ = steps.parallel_steps(task, model)
+    holder = {"state": parallel.put_replicated(state),
+              "key": parallel.put_replicated(jax.random.key(1))}
+    fetch = parallel.to_host
 
   def train_from(next_batch, n_steps):
     """n_steps steps on next_batch()'s batches, merging their metrics as the loop does."""
     metrics = None
     for _ in range(n_steps):
-      holder["state"], update = p_train(holder["state"], next_batch(), holder["key"])
-      update = update.unreplicate()
+      holder["state"], update = train_step(holder["state"], next_batch(), holder["key"])
+      update = fetch(update)
       metrics = update if metrics is None else metrics.merge(update)
     jax.block_until_ready((holder["state"].params, metrics.compute()))
 
@@ -143,7 +183,7 @@ def align_jax_contender(name: str, kind: str, model_kwargs: dict, task_name: str
     jax.block_until_ready(apply(eval_variables, device_images))
 
   def train_hlo():
-    return p_train.lower(holder["state"], batch, holder["key"]).compile().as_text()
+    return train_step.lower(holder["state"], batch, holder["key"]).compile().as_text()
 
   return _Contender(name, train, infer, train_hlo, variables, train_from, task.preprocessing)
 

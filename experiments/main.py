@@ -15,7 +15,7 @@ try:
 except ModuleNotFoundError as missing:
   cli.explain_missing_dependency(missing)
 OWN_FLAGS = ("workdir", "config", "distributed", "coordinator_address", "num_processes",
-             "process_id", "retain_freed_memory")
+             "process_id", "local_device_ids", "retain_freed_memory", "compilation_cache_dir")
 
 
 def run(config_module, entry, describe, check) -> None:
@@ -30,6 +30,10 @@ def run(config_module, entry, describe, check) -> None:
   flags.DEFINE_integer("num_processes", None, "How many processes (implies --distributed).")
   flags.DEFINE_integer("process_id", None, "This process's index (implies --distributed).")
   flags.DEFINE_bool("retain_freed_memory", True, "Keep freed host memory for reuse (CPUs).")
+  flags.DEFINE_list("local_device_ids", None, "This process's devices (GPU ordinals), e.g. 0,1; "
+                    "default: every GPU SLURM gave the task.")
+  flags.DEFINE_string("compilation_cache_dir", None, "Persistent compilation cache ('' = off); "
+                      "default $JAX_COMPILATION_CACHE_DIR or ~/.cache/align_jax/...")
   default = os.path.join(cli.CONFIG_DIR, os.path.basename(config_module.__file__))
   sys.argv = cli.prepare_argv(sys.argv, default)  # config_flags reads sys.argv while defining
   if cli.asks_for_help(sys.argv[1:]):
@@ -53,29 +57,45 @@ def _main(argv, entry, describe, check) -> None:
   if flags.FLAGS.verbosity < 1:
     logging.get_absl_handler().addFilter(cli.OwnInfoOnly())
   from align_jax.errors import InputError  # pylint: disable=g-import-not-at-top  (light)
-  from align_jax.runtime import backend  # pylint: disable=g-import-not-at-top  (light)
+  from align_jax.runtime import session  # pylint: disable=g-import-not-at-top  (light)
+  f = flags.FLAGS
   try:
-    check(flags.FLAGS.config)
-  except InputError as e:
+    check(f.config)
+    ids = None if f.local_device_ids is None else [int(i) for i in f.local_device_ids]
+  except (InputError, ValueError) as e:
     sys.exit(f"error: {e}")
-  if backend.retains_host_memory(flags.FLAGS.retain_freed_memory):  # before JAX's threads
-    from align_jax.runtime import host_memory  # pylint: disable=g-import-not-at-top
-    host_memory.retain_freed_memory()
+  explicit = (f.coordinator_address, f.num_processes, f.process_id)
+  cache = session.default_compilation_cache() if f.compilation_cache_dir is None else (
+      f.compilation_cache_dir)
   from align_jax.runtime import multihost  # pylint: disable=g-import-not-at-top
   from align_jax.training.checkpoint import CheckpointError  # pylint: disable=g-import-not-at-top
-  explicit = (flags.FLAGS.coordinator_address, flags.FLAGS.num_processes, flags.FLAGS.process_id)
-  if flags.FLAGS.distributed or any(v is not None for v in explicit):
-    multihost.initialize(*explicit)
+  succeeded = False
   try:
-    result = entry(flags.FLAGS.config, flags.FLAGS.workdir)
+    session.start(retain_freed_memory=f.retain_freed_memory, compilation_cache_dir=cache,
+                  distributed=f.distributed or any(v is not None for v in explicit)
+                  or ids is not None, coordinator_address=explicit[0],
+                  num_processes=explicit[1], process_id=explicit[2], local_device_ids=ids)
+    result = entry(f.config, f.workdir)
+    succeeded = True
   except (InputError, FloatingPointError, CheckpointError) as e:
     sys.exit(f"error: {e}")
   except OSError as e:  # permissions, full disks, paths through files: the OS says what
     sys.exit(f"error: {e.strerror or e}" + (f": {e.filename}" if e.filename else ""))
+  finally:
+    _finish_together(succeeded, multihost, InputError)
   if result is None:  # a multi-host process whose part ended (process 0 writes the outputs)
     print(f"done: process {multihost.jax.process_index()}'s part; process 0 writes the outputs.")
     return
   print(describe(result, os.path.abspath(flags.FLAGS.workdir)))
+
+
+def _finish_together(succeeded: bool, multihost, input_error) -> None:
+  """In a multi-process run, the other processes wait for process 0's own work to end."""
+  if multihost.jax.distributed.is_initialized():
+    try:
+      multihost.finish(succeeded)
+    except input_error as e:
+      sys.exit(f"error: {e}")
 
 
 def train(config, workdir: str) -> dict:

@@ -57,3 +57,28 @@ def test_the_host_memory_decision_does_not_start_jax():
   code = ("import sys; from align_jax.runtime import backend; backend.retains_host_memory(); "
           "assert 'jax' not in sys.modules, 'imported jax'")
   subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("platform,expected", [("cpu", None), ("gpu", "highest"),
+                                               ("tpu", "highest")])
+def test_feature_extraction_asks_for_full_float32_on_accelerators(platform, expected,
+                                                                   monkeypatch):
+  monkeypatch.setattr(backend, "platform", lambda: platform)
+  assert backend.feature_precision() == expected
+
+
+def test_the_compilation_cache_is_kept_per_user_unless_told_otherwise(monkeypatch, tmp_path):
+  import jax  # pylint: disable=g-import-not-at-top
+  from align_jax.runtime import session  # pylint: disable=g-import-not-at-top
+  monkeypatch.delenv(session.CACHE_ENV, raising=False)
+  monkeypatch.setenv("ALIGN_JAX_CACHE_DIR", str(tmp_path / "user"))
+  assert session.default_compilation_cache() == str(tmp_path / "user" / "jax_compilation_cache")
+  monkeypatch.setenv(session.CACHE_ENV, str(tmp_path / "jax"))
+  assert session.default_compilation_cache() == str(tmp_path / "jax")  # JAX's own variable wins
+  before = jax.config.jax_compilation_cache_dir
+  try:
+    session.start(retain_freed_memory=False, compilation_cache_dir=str(tmp_path / "c"),
+                  distributed=False)
+    assert jax.config.jax_compilation_cache_dir == str(tmp_path / "c")
+  finally:
+    jax.config.update("jax_compilation_cache_dir", before)

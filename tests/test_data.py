@@ -212,14 +212,14 @@ def test_validation_split_is_seeded_and_disjoint():
     input_pipeline.train_validation_split(1000, 1000, seed=0)
 
 
-def test_train_batches_are_deterministic_resumable_and_sharded():
+def test_train_batches_are_deterministic_and_resumable():
   rng = np.random.default_rng(0)
   examples = {"image": rng.integers(0, 256, (40, 32, 32, 3), dtype=np.uint8),
               "label": np.arange(40, dtype=np.int32)}
   prep = input_pipeline.PREPROCESSING["classifier"]
   run = input_pipeline.train_batches(examples, 8, prep, seed=1)
   batches = [next(run) for _ in range(7)]  # crosses the epoch boundary (5 steps/epoch)
-  assert batches[0]["image"].shape == (1, 8, 32, 32, 3)
+  assert batches[0]["image"].shape == (8, 32, 32, 3)  # this (only) process's rows
   epoch = np.concatenate([b["label"].reshape(-1) for b in batches[:5]])
   assert sorted(epoch.tolist()) == list(range(40))  # each image once per epoch
   resumed = input_pipeline.train_batches(examples, 8, prep, seed=1, start_step=6)

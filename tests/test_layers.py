@@ -18,7 +18,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from flax import jax_utils
 from jax import lax
 
 from align_jax.data import input_pipeline
@@ -261,22 +260,20 @@ CURVE_MODELS = {"philnet": {"dropout_rate": 0.0},
 @functools.lru_cache(maxsize=None)  # the f32 rewritten run serves two tests
 def _train_losses(impl: str, dtype=jnp.float32, n_steps: int = 6,
                   name: str = "philnet") -> tuple[list, dict]:
-  model = create_model(name, bn_axis_name=steps.AXIS_NAME, layer_impl=impl, dtype=dtype,
-                       **CURVE_MODELS[name])
+  model = create_model(name, layer_impl=impl, dtype=dtype, **CURVE_MODELS[name])
   task = tasks.ClassificationTask()
   variables = task.init_variables(model, jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
   state = train_state.create_train_state(variables, model.apply, optax.sgd(0.05))
-  p_train = jax.pmap(functools.partial(steps.train_step, task=task, model=model),
-                     axis_name=steps.AXIS_NAME)
-  rstate, rkey = jax_utils.replicate(state), jax_utils.replicate(jax.random.key(1))
+  train = jax.jit(functools.partial(steps.train_step, task=task, model=model))
+  key = jax.random.key(1)
   rng = np.random.default_rng(0)
-  batch = {"image": rng.uniform(size=(1, 16, 32, 32, 3)).astype(np.float32),
-           "label": rng.integers(0, 10, (1, 16)).astype(np.int32)}
+  batch = {"image": rng.uniform(size=(16, 32, 32, 3)).astype(np.float32),
+           "label": rng.integers(0, 10, 16).astype(np.int32)}
   losses = []
   for _ in range(n_steps):
-    rstate, metrics = p_train(rstate, batch, rkey)
-    losses.append(float(metrics.unreplicate().compute()["loss"]))
-  return losses, jax_utils.unreplicate(rstate).params
+    state, metrics = train(state, batch, key)
+    losses.append(float(metrics.compute()["loss"]))
+  return losses, state.params
 
 
 @pytest.mark.parametrize("name", ["philnet", pytest.param("resnet50", marks=SLOW)])

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import jax_utils, traverse_util
+from flax import traverse_util
 
 from align_jax.errors import InputError
 from align_jax.models import create_model
@@ -83,16 +83,16 @@ def test_vae_loss_decreases_on_a_fixed_batch():
   model = create_model("vae", latent_dim=16)
   task = tasks.VAETask(beta=1.0)
   coarse = np.random.default_rng(0).random((16, 4, 4, 3))  # smooth images a VAE can learn
-  images = np.repeat(np.repeat(coarse, 8, axis=1), 8, axis=2)[None].astype(np.float32)
+  images = np.repeat(np.repeat(coarse, 8, axis=1), 8, axis=2).astype(np.float32)
   variables = task.init_variables(model, jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
   state = train_state.create_train_state(variables, model.apply,
                                          train_state.create_optimizer(config, 10))
-  p_train, _ = steps.parallel_steps(task, model)
-  rstate, rkey = jax_utils.replicate(state), jax_utils.replicate(jax.random.key(1))
+  train, _ = steps.parallel_steps(task, model)
+  key = jax.random.key(1)
   losses = []
   for _ in range(20):
-    rstate, metrics = p_train(rstate, {"image": images}, rkey)
-    losses.append({k: float(v) for k, v in metrics.unreplicate().compute().items()})
+    state, metrics = train(state, {"image": images}, key)
+    losses.append({k: float(v) for k, v in metrics.compute().items()})
   # From a constant (sigmoid(0) = 0.5) output towards the images; without updates, or with
   # the gradient's sign flipped, the loss would stay or grow.
   assert losses[-1]["loss"] < 0.98 * losses[0]["loss"], [l["loss"] for l in losses[::5]]

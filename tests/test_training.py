@@ -10,7 +10,6 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-from flax import jax_utils
 
 from align_jax.errors import InputError
 from align_jax.models import create_model
@@ -39,74 +38,28 @@ def test_weight_decay_skips_norm_and_bias_parameters():
   assert not mask["BatchNorm_0"]["scale"] and not mask["Dense_0"]["bias"]
 
 
-def _fixed_batch(devices=1, per_device=8):
+def _fixed_batch(size=8):
   rng = np.random.default_rng(0)
-  return {"image": rng.standard_normal((devices, per_device, 32, 32, 3)).astype(np.float32),
-          "label": rng.integers(0, 10, (devices, per_device)).astype(np.int32)}
+  return {"image": rng.standard_normal((size, 32, 32, 3)).astype(np.float32),
+          "label": rng.integers(0, 10, size).astype(np.int32)}
 
 
 def test_train_steps_reduce_loss_on_a_fixed_batch():
   config = philnet.get_config("smoke")
-  model = create_model("philnet", bn_axis_name=steps.AXIS_NAME, dropout_rate=0.0)
+  model = create_model("philnet", dropout_rate=0.0)
   task = tasks.ClassificationTask()
   variables = task.init_variables(model, jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
   state = train_state.create_train_state(variables, model.apply,
                                          train_state.create_optimizer(config, 10))
-  p_train, _ = steps.parallel_steps(task, model)
-  rstate, rkey = jax_utils.replicate(state), jax_utils.replicate(jax.random.key(1))
+  train, _ = steps.parallel_steps(task, model)
+  key = jax.random.key(1)
   batch = _fixed_batch()
   losses = []
   for _ in range(8):
-    rstate, metrics = p_train(rstate, batch, rkey)
-    losses.append(float(metrics.unreplicate().compute()["loss"]))
+    state, metrics = train(state, batch, key)
+    losses.append(float(metrics.compute()["loss"]))
   assert losses[-1] < 0.5 * losses[0], losses
-  assert int(jax_utils.unreplicate(rstate).step) == 8
-
-
-TWO_DEVICE_SCRIPT = """
-import json, sys
-import jax, jax.numpy as jnp, numpy as np
-from flax import jax_utils
-import optax
-from align_jax.models import create_model
-from align_jax.training import steps, tasks, train_state
-devices = jax.local_device_count()
-model = create_model("philnet", bn_axis_name=steps.AXIS_NAME, dropout_rate=0.0)
-task = tasks.ClassificationTask()
-variables = task.init_variables(model, jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
-# Plain SGD: Adam's sign-like first steps would amplify float round-off between the runs.
-state = train_state.create_train_state(variables, model.apply, optax.sgd(0.05))
-p_train, _ = steps.parallel_steps(task, model)
-rstate, rkey = jax_utils.replicate(state), jax_utils.replicate(jax.random.key(1))
-rng = np.random.default_rng(0)
-images = rng.standard_normal((16, 32, 32, 3)).astype(np.float32)
-labels = rng.integers(0, 10, 16).astype(np.int32)
-batch = {"image": images.reshape(devices, -1, 32, 32, 3), "label": labels.reshape(devices, -1)}
-for _ in range(3):
-  rstate, metrics = p_train(rstate, batch, rkey)
-state = jax_utils.unreplicate(rstate)
-leaves = [np.asarray(x).ravel() for x in jax.tree.leaves((state.params, state.batch_stats))]
-print(json.dumps({"devices": devices, "loss": float(metrics.unreplicate().compute()["loss"]),
-                  "flat": np.concatenate(leaves)[::97].tolist()}))
-"""
-
-
-def _run_on_host_devices(count: int) -> dict:
-  env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={count}",
-             JAX_PLATFORMS="cpu")
-  out = subprocess.run([sys.executable, "-c", TWO_DEVICE_SCRIPT], cwd=ROOT, env=env,
-                       capture_output=True, text=True, check=True).stdout
-  return json.loads(out.strip().splitlines()[-1])
-
-
-@pytest.mark.slow  # the default run's two-process test also runs two devices
-def test_two_devices_match_one_device_with_the_same_global_batch():
-  one, two = _run_on_host_devices(1), _run_on_host_devices(2)
-  assert (one["devices"], two["devices"]) == (1, 2)
-  # float32 round-off only; unsynchronised BatchNorm (per-device statistics of 8 images)
-  # or un-averaged gradients change these by percents.
-  np.testing.assert_allclose(one["loss"], two["loss"], rtol=5e-4)
-  np.testing.assert_allclose(one["flat"], two["flat"], rtol=5e-3, atol=5e-4)
+  assert int(state.step) == 8
 
 
 def _saved_state(workdir, step):

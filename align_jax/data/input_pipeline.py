@@ -1,9 +1,11 @@
-"""Host input pipeline: seeded split, per-task preprocessing, device-sharded batches, prefetch.
+"""Host input pipeline: seeded split, per-task preprocessing, batches as global arrays.
 
-Batches are dicts of arrays shaped `[local_devices, per_device_batch, ...]`. Training batches
-come from a per-epoch permutation seeded by (seed, epoch), so a run resumed at step s sees
-exactly the batches an uninterrupted run would. Each process of a multi-host run takes its own
-slice of every global batch.
+Training batches come from a per-epoch permutation seeded by (seed, epoch), so a run resumed at
+step s sees exactly the batches an uninterrupted run would. Each process of a multi-host run
+preprocesses only the rows of every global batch that its devices hold (runtime/parallel.py),
+with the augmentation drawn for the whole batch, so the result does not depend on how many
+processes or devices share it. A background thread prepares the next batches while the devices
+run.
 """
 
 import dataclasses
@@ -11,11 +13,10 @@ import queue
 import threading
 from collections.abc import Iterator
 
-import jax
 import numpy as np
-from flax import jax_utils
 
 from align_jax.errors import InputError
+from align_jax.runtime import parallel
 
 # Per-channel statistics of the CIFAR-10 training images (RGB, on [0, 1]).
 CIFAR10_MEAN = np.array([0.4914, 0.4822, 0.4465], np.float32)
@@ -89,34 +90,16 @@ def train_validation_split(num_train: int, num_validation: int,
   return np.sort(order[num_validation:]), np.sort(order[:num_validation])
 
 
-def _shard(batch: dict, num_devices: int) -> dict:
-  return {k: v.reshape(num_devices, -1, *v.shape[1:]) for k, v in batch.items()}
-
-
-def _process_slice(global_batch: int) -> slice:
-  per_process = global_batch // jax.process_count()
-  start = jax.process_index() * per_process
-  return slice(start, start + per_process)
-
-
-def check_batch_size(global_batch: int) -> int:
-  """Returns the per-device batch, or explains why the global batch cannot be split."""
-  devices = jax.device_count()
-  if global_batch <= 0 or global_batch % devices:
-    raise InputError(f"batch_size={global_batch} must be a positive multiple of the "
-                     f"{devices} devices it is split over.")
-  return global_batch // devices
-
-
 def train_batches(examples: dict, global_batch: int, prep: Preprocessing, seed: int,
                   start_step: int = 0) -> Iterator[dict]:
-  """Endless training batches; `examples` maps names to arrays with a leading example axis."""
-  check_batch_size(global_batch)
+  """Endless training batches (this process's rows of each global batch of `global_batch`);
+  `examples` maps names to arrays with a leading example axis."""
+  parallel.check_batch_size(global_batch)
   n = len(examples["image"])
   steps_per_epoch = n // global_batch
   if steps_per_epoch == 0:
     raise InputError(f"batch_size={global_batch} exceeds the {n} training examples.")
-  mine = _process_slice(global_batch)
+  mine = parallel.process_rows(global_batch)
   step = start_step
   while True:
     epoch, offset = divmod(step, steps_per_epoch)
@@ -127,15 +110,18 @@ def train_batches(examples: dict, global_batch: int, prep: Preprocessing, seed: 
                                        np.random.default_rng([seed, epoch, i])).take(mine)
       batch = {k: v[idx] for k, v in examples.items()}
       batch["image"] = preprocess(batch["image"], prep, None, augmentation)
-      yield _shard(batch, jax.local_device_count())
+      yield batch
     step = (epoch + 1) * steps_per_epoch
 
 
-def eval_batches(examples: dict, global_batch: int, prep: Preprocessing) -> Iterator[dict]:
-  """One pass in order, the last batch zero-padded; `mask` marks the real examples."""
-  check_batch_size(global_batch)
+def eval_batches(examples: dict, batch_size: int, prep: Preprocessing) -> Iterator[dict]:
+  """One pass in order, in batches of `batch_size` rounded up to a multiple of the device
+  count, the last one zero-padded; `mask` marks the real examples (this process's rows)."""
+  if batch_size < 1:
+    raise InputError(f"eval_batch_size={batch_size} must be >= 1.")
+  global_batch = parallel.padded_size(batch_size)
   n = len(examples["image"])
-  mine = _process_slice(global_batch)
+  mine = parallel.process_rows(global_batch)
   for start in range(0, n, global_batch):
     idx = np.arange(start, start + global_batch)[mine]
     mask = idx < n
@@ -143,7 +129,7 @@ def eval_batches(examples: dict, global_batch: int, prep: Preprocessing) -> Iter
     batch = {k: v[idx] for k, v in examples.items()}
     batch["image"] = preprocess(batch["image"], prep, None)
     batch["mask"] = mask
-    yield _shard(batch, jax.local_device_count())
+    yield batch
 
 
 def _in_background(iterator: Iterator, size: int) -> Iterator:
@@ -173,6 +159,7 @@ def _in_background(iterator: Iterator, size: int) -> Iterator:
     yield item
 
 
-def prefetch(iterator: Iterator[dict], size: int = 2) -> Iterator[dict]:
-  """Background host preprocessing, then flax's prefetch onto the local devices."""
-  return jax_utils.prefetch_to_device(_in_background(iterator, size), size)
+def on_devices(iterator: Iterator[dict], global_batch: int, size: int = 2) -> Iterator[dict]:
+  """Batches of this process's rows (of global batches of `global_batch` rows) as global
+  arrays split over every device, prepared `size` ahead in a background thread."""
+  return _in_background((parallel.global_batch(rows, global_batch) for rows in iterator), size)

@@ -23,7 +23,8 @@ class PhilNet(nn.Module):
 
   features: block1 [b, 16, 16, 64], block2 [b, 8, 8, 256], block3 [b, 4, 4, 512],
   penultimate [b, 512] (pooled, before dropout and head), logits [b, classes].
-  `bn_axis_name` makes BatchNorm average its statistics over that pmap axis in training;
+  `bn_axis_name` makes BatchNorm average its statistics over that mapped axis in training
+  (for pmap or shard_map users; the engine's jitted steps see the global batch and need none);
   `dtype` is the compute precision (parameters stay float32; logits are returned as float32);
   `layer_impl` picks where layers are rewritten for speed (models/layers.py).
   """

@@ -6,6 +6,9 @@
   'rewritten' and 'xla' force either choice.
 - RSA (rsa/): numpy/BLAS kernels on the host where the backend is a CPU (XLA:CPU's sorts are
   far slower than numpy's); jitted device kernels on accelerators.
+- Feature precision (features.py): matrix products of feature extraction in full float32
+  ('highest') on accelerators, whose defaults may use TF32 or bfloat16 passes, so that GPU
+  features match CPU features; CPUs compute float32 products in full precision anyway.
 - Host memory (runtime/host_memory.py): freed host memory is kept for reuse on CPUs only, since
   the reason for it is XLA:CPU's per-step temporary block. This is decided before JAX's runtime
   starts (glibc's settings must precede its threads), so it reads the platform JAX will pick
@@ -60,6 +63,12 @@ def rsa_on_host() -> bool:
   """Whether the RSA kernels run in numpy/BLAS on the host (CPUs) rather than jitted on the
   device (GPUs, TPUs)."""
   return platform() == "cpu"
+
+
+def feature_precision() -> str | None:
+  """jax.default_matmul_precision for feature extraction: 'highest' on accelerators, None (the
+  default, already full float32) on CPUs."""
+  return None if platform() == "cpu" else "highest"
 
 
 def retains_host_memory(requested: bool = True) -> bool:

@@ -15,12 +15,11 @@ import time
 import jax
 import jax.numpy as jnp
 from absl import logging
-from flax import jax_utils
 
 from align_jax.data import input_pipeline, splits
 from align_jax.errors import InputError
 from align_jax.models import create_model
-from align_jax.runtime import config_checks, multihost, summaries
+from align_jax.runtime import config_checks, multihost, parallel, summaries
 from align_jax.runtime import workdir as workdir_lib
 from align_jax.training import (checkpoint, pretrained, resume, steps, tasks,
                                 train_state)
@@ -35,18 +34,18 @@ def _check_finite(values: dict[str, float], where: str, step: int, last_saved) -
         "grad_clip_norm, then rerun.")
 
 
-def evaluate(p_eval, rstate, examples: dict, batch_size: int, prep, rkey) -> dict[str, float]:
+def evaluate(eval_step, state, examples: dict, batch_size: int, prep, key) -> dict[str, float]:
   """Task metrics over all of `examples` (padding masked out)."""
   total = None
   batches = input_pipeline.eval_batches(examples, batch_size, prep)
-  for batch in input_pipeline.prefetch(batches):
-    update = p_eval(rstate, batch, rkey).unreplicate()
+  for batch in input_pipeline.on_devices(batches, parallel.padded_size(batch_size)):
+    update = parallel.to_host(eval_step(state, batch, key))
     total = update if total is None else total.merge(update)
   return {k: float(v) for k, v in total.compute().items()}
 
 
-def _after_evaluation(task, model, rstate, examples, step, writer, workdir) -> None:
-  state = jax_utils.unreplicate(rstate)
+def _after_evaluation(task, model, state, examples, step, writer, workdir) -> None:
+  state = parallel.to_host(state)
   variables = {"params": state.params, "batch_stats": state.batch_stats}
   task.after_evaluation(model, variables, examples, step, writer, workdir)
 
@@ -68,10 +67,10 @@ def _metrics_text(values: dict[str, float]) -> str:
 def train_and_evaluate(config, workdir: str) -> dict:
   """Trains `config.model` on `config.task`; returns the final validation and test metrics."""
   config_checks.training(config)
+  parallel.check_batch_size(config.batch_size)  # before anything is built
   task = tasks.TASKS[config.task](**config.task_kwargs)
-  model = create_model(config.model, bn_axis_name=steps.AXIS_NAME,
-                       dtype=jnp.dtype(config.dtype), layer_impl=config.layer_impl,
-                       **config.model_kwargs)
+  model = create_model(config.model, dtype=jnp.dtype(config.dtype),
+                       layer_impl=config.layer_impl, **config.model_kwargs)
   data = splits.load_training_splits(config)  # validated before anything is written
   with workdir_lib.lock(workdir):
     return _train(config, workdir, task, model, data)
@@ -79,8 +78,6 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
 def _train(config, workdir: str, task, model, data: dict) -> dict:
   prep = input_pipeline.PREPROCESSING[task.preprocessing]
-  input_pipeline.check_batch_size(config.eval_batch_size)
-  input_pipeline.check_batch_size(config.batch_size)
   steps_per_epoch = len(data["train"]["image"]) // config.batch_size
   if steps_per_epoch == 0:
     raise InputError(f"batch_size={config.batch_size} exceeds the "
@@ -109,10 +106,10 @@ def _train(config, workdir: str, task, model, data: dict) -> dict:
   start_step = int(state.step)
 
   writer = summaries.TensorBoardWriter(workdir)
-  p_train, p_eval = steps.parallel_steps(task, model)
-  rstate, rkey = jax_utils.replicate(state), jax_utils.replicate(dropout_key)
-  batches = input_pipeline.prefetch(input_pipeline.train_batches(
-      data["train"], config.batch_size, prep, config.seed, start_step))
+  train_step, eval_step = steps.parallel_steps(task, model)
+  state, key = parallel.put_replicated(state), parallel.put_replicated(dropout_key)
+  batches = input_pipeline.on_devices(input_pipeline.train_batches(
+      data["train"], config.batch_size, prep, config.seed, start_step), config.batch_size)
   logging.info("Training %s on %d images (%d steps/epoch, %d epochs, %d devices), from step %d.",
                config.model, len(data["train"]["image"]), steps_per_epoch, config.num_epochs,
                jax.device_count(), start_step)
@@ -121,8 +118,8 @@ def _train(config, workdir: str, task, model, data: dict) -> dict:
   tick, tick_step, started = time.perf_counter(), start_step, time.perf_counter()
   for step in range(start_step + 1, total_steps + 1):
     with jax.profiler.StepTraceAnnotation("train", step_num=step):
-      rstate, update = p_train(rstate, next(batches), rkey)
-    update = update.unreplicate()
+      state, update = train_step(state, next(batches), key)
+    update = parallel.to_host(update)
     train_metrics = update if train_metrics is None else train_metrics.merge(update)
     epoch_end = step % steps_per_epoch == 0
     if step % config.log_every_steps == 0 or epoch_end:
@@ -137,24 +134,24 @@ def _train(config, workdir: str, task, model, data: dict) -> dict:
                    _metrics_text(summary), images_per_sec, _duration(eta))
       tick, tick_step, train_metrics = now, step, None
     if epoch_end:
-      validation = evaluate(p_eval, rstate, data["validation"], config.eval_batch_size, prep,
-                            rkey)
+      validation = evaluate(eval_step, state, data["validation"], config.eval_batch_size, prep,
+                            key)
       _check_finite(validation, "Validation", step, last_saved)
       _write(writer, step, "eval", validation)
-      ckpt.save(step, jax_utils.unreplicate(rstate), validation)
+      ckpt.save(step, parallel.to_host(state), validation)
       last_saved = step
       logging.info("epoch %d/%d validation: %s", step // steps_per_epoch, config.num_epochs,
                    _metrics_text(validation))
     elif config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0:
-      ckpt.save(step, jax_utils.unreplicate(rstate), None)
+      ckpt.save(step, parallel.to_host(state), None)
       last_saved = step
     if epoch_end or (config.sample_every_steps and step % config.sample_every_steps == 0):
-      _after_evaluation(task, model, rstate, data["test"], step, writer, workdir)
+      _after_evaluation(task, model, state, data["test"], step, writer, workdir)
 
   if validation is None:
-    validation = evaluate(p_eval, rstate, data["validation"], config.eval_batch_size, prep, rkey)
-    _after_evaluation(task, model, rstate, data["test"], total_steps, writer, workdir)
-  test = evaluate(p_eval, rstate, data["test"], config.eval_batch_size, prep, rkey)
+    validation = evaluate(eval_step, state, data["validation"], config.eval_batch_size, prep, key)
+    _after_evaluation(task, model, state, data["test"], total_steps, writer, workdir)
+  test = evaluate(eval_step, state, data["test"], config.eval_batch_size, prep, key)
   _write(writer, total_steps, "test", test)
   logging.info("final (step %d) test metrics: %s", total_steps, _metrics_text(test))
   writer.flush()
