@@ -91,16 +91,11 @@ def pmap_reference_step(task, model):
   with lax.pmean. The reference the jitted step is measured against."""
   import jax  # pylint: disable=g-import-not-at-top
   from jax import lax  # pylint: disable=g-import-not-at-top
+  from align_jax.training import steps  # pylint: disable=g-import-not-at-top
 
   def step(state, batch, root_key):
     key = jax.random.fold_in(jax.random.fold_in(root_key, state.step), lax.axis_index("batch"))
-
-    def loss_fn(params):
-      variables = {"params": params, "batch_stats": state.batch_stats}
-      return task.loss(model, variables, batch, key, train=True, step=state.step)
-
-    (_, (new_model_state, outputs)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state.params)
+    grads, new_model_state, outputs = steps.gradients(state, batch, key, task=task, model=model)
     state = state.apply_gradients(
         grads=lax.pmean(grads, "batch"),
         batch_stats=new_model_state.get("batch_stats", state.batch_stats))

@@ -16,16 +16,22 @@ def step_key(root_key: jax.Array, step) -> jax.Array:
   return jax.random.fold_in(jax.random.fold_in(root_key, step), 0)
 
 
-def train_step(state, batch: dict, root_key: jax.Array, *, task, model):
-  """One optimiser step on the global batch; returns (new state, metrics)."""
-  key = step_key(root_key, state.step)
-
+def gradients(state, batch: dict, key: jax.Array, *, task, model):
+  """(gradients of the task's training loss w.r.t. the parameters, the updated model state,
+  the metric outputs) on `batch`."""
   def loss_fn(params):
     variables = {"params": params, "batch_stats": state.batch_stats}
     return task.loss(model, variables, batch, key, train=True, step=state.step)
 
   (_, (new_model_state, outputs)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
       state.params)
+  return grads, new_model_state, outputs
+
+
+def train_step(state, batch: dict, root_key: jax.Array, *, task, model):
+  """One optimiser step on the global batch; returns (new state, metrics)."""
+  grads, new_model_state, outputs = gradients(state, batch, step_key(root_key, state.step),
+                                              task=task, model=model)
   state = state.apply_gradients(
       grads=grads, batch_stats=new_model_state.get("batch_stats", state.batch_stats))
   return state, task.train_metrics.single_from_model_output(**outputs)
