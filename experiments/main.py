@@ -61,9 +61,12 @@ def _main(argv, entry, describe, check) -> None:
   f = flags.FLAGS
   try:
     check(f.config)
-    ids = None if f.local_device_ids is None else [int(i) for i in f.local_device_ids]
-  except (InputError, ValueError) as e:
+  except InputError as e:
     sys.exit(f"error: {e}")
+  if f.local_device_ids is not None and not all(i.isdigit() for i in f.local_device_ids):
+    sys.exit(f"error: --local_device_ids={','.join(f.local_device_ids)} must be device "
+             "ordinals, e.g. 0,1,2,3.")
+  ids = None if f.local_device_ids is None else [int(i) for i in f.local_device_ids]
   explicit = (f.coordinator_address, f.num_processes, f.process_id)
   cache = session.default_compilation_cache() if f.compilation_cache_dir is None else (
       f.compilation_cache_dir)

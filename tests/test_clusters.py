@@ -98,3 +98,12 @@ def test_process_0s_long_alignment_outlasts_the_shutdown_timeout(tmp_path, fake_
       {multihost.SHUTDOWN_TIMEOUT_ENV: "2"})
   assert [code for code, _ in results] == [0, 0], _logs(results)
   assert "process 1's part" in results[1][1] and "report:" in results[0][1]
+
+
+def test_bad_local_device_ids_are_explained(tmp_path, fake_data_dir):
+  [(code, out)] = _finish([_launch("experiments.train_philnet", [
+      "--local_device_ids=0,x", f"--workdir={tmp_path}/w", f"--config.data_dir={fake_data_dir}",
+      *TINY], dict(os.environ))])
+  assert code == 1 and "Traceback" not in out
+  assert "error: --local_device_ids=0,x must be device ordinals, e.g. 0,1,2,3." in out
+  assert not os.path.exists(tmp_path / "w")
