@@ -156,7 +156,7 @@ def align_jax_contender(name: str, kind: str, model_kwargs: dict, task_name: str
     train_step, _ = steps.parallel_steps(task, model)
     holder = {"state": parallel.put_replicated(state),
               "key": parallel.put_replicated(jax.random.key(1))}
-    fetch = parallel.to_host
+    fetch = parallel.local_copy
 
   def train_from(next_batch, n_steps):
     """n_steps steps on next_batch()'s batches, merging their metrics as the loop does."""

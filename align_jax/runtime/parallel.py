@@ -87,6 +87,12 @@ def put_replicated(tree):
   return jax.tree.map(leaf, tree)
 
 
+def local_copy(tree):
+  """This process's copy of replicated global arrays, left on its first device (no transfer,
+  so the next step is dispatched before this one's values are read)."""
+  return jax.tree.map(lambda x: x.addressable_data(0), tree)
+
+
 def to_host(tree):
   """A pytree of replicated global arrays as numpy arrays (any process's own copy)."""
   return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), tree)

@@ -39,7 +39,7 @@ def evaluate(eval_step, state, examples: dict, batch_size: int, prep, key) -> di
   total = None
   batches = input_pipeline.eval_batches(examples, batch_size, prep)
   for batch in input_pipeline.on_devices(batches, parallel.padded_size(batch_size)):
-    update = parallel.to_host(eval_step(state, batch, key))
+    update = parallel.local_copy(eval_step(state, batch, key))
     total = update if total is None else total.merge(update)
   return {k: float(v) for k, v in total.compute().items()}
 
@@ -119,7 +119,7 @@ def _train(config, workdir: str, task, model, data: dict) -> dict:
   for step in range(start_step + 1, total_steps + 1):
     with jax.profiler.StepTraceAnnotation("train", step_num=step):
       state, update = train_step(state, next(batches), key)
-    update = parallel.to_host(update)
+    update = parallel.local_copy(update)
     train_metrics = update if train_metrics is None else train_metrics.merge(update)
     epoch_end = step % steps_per_epoch == 0
     if step % config.log_every_steps == 0 or epoch_end:
