@@ -70,6 +70,9 @@ def _main(argv, entry, describe, check) -> None:
   explicit = (f.coordinator_address, f.num_processes, f.process_id)
   cache = session.default_compilation_cache() if f.compilation_cache_dir is None else (
       f.compilation_cache_dir)
+  if cache and os.path.isfile(os.path.expanduser(cache)):
+    sys.exit(f"error: --compilation_cache_dir={cache} is a file: give a directory, or "
+             "--compilation_cache_dir= to keep no compilation cache.")
   from align_jax.runtime import multihost  # pylint: disable=g-import-not-at-top
   from align_jax.training.checkpoint import CheckpointError  # pylint: disable=g-import-not-at-top
   succeeded = False

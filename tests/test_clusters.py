@@ -107,3 +107,13 @@ def test_bad_local_device_ids_are_explained(tmp_path, fake_data_dir):
   assert code == 1 and "Traceback" not in out
   assert "error: --local_device_ids=0,x must be device ordinals, e.g. 0,1,2,3." in out
   assert not os.path.exists(tmp_path / "w")
+
+
+def test_a_compilation_cache_path_through_a_file_is_explained(tmp_path, fake_data_dir):
+  (tmp_path / "file").write_text("")
+  [(code, out)] = _finish([_launch("experiments.train_philnet", [
+      f"--compilation_cache_dir={tmp_path}/file", f"--workdir={tmp_path}/w",
+      f"--config.data_dir={fake_data_dir}", *TINY], dict(os.environ))])
+  assert code == 1 and "Traceback" not in out
+  assert f"error: --compilation_cache_dir={tmp_path}/file is a file" in out
+  assert not os.path.exists(tmp_path / "w")
