@@ -20,9 +20,8 @@ from jax import lax
 from align_jax.rsa import checks, distances
 
 
-@functools.partial(jax.jit, static_argnames=("metric", "dims", "block"), donate_argnums=(0,))
-def _write_panel(out, y, y_padded, sq, sq_padded, r0, *, metric: str, dims: int, block: int):
-  """Writes the condensed pairs of rows r0..r0+block-1 into `out` (length N + block * n).
+def panel_pairs(y, y_padded, sq, sq_padded, r0, *, metric: str, dims: int, block: int):
+  """The condensed pairs of rows r0..r0+block-1, in order: [block * (n - 1)].
 
   y [n, d] are the columns; y_padded has `block` extra zero rows so the row slice of the
   last panel stays in bounds. Pairs of rows past n - 2 fall beyond the real segment and are
@@ -38,8 +37,27 @@ def _write_panel(out, y, y_padded, sq, sq_padded, r0, *, metric: str, dims: int,
   position = jnp.arange(block * (n - 1), dtype=jnp.int32)
   row = jnp.clip(jnp.searchsorted(offsets, position, side="right") - 1, 0, block - 1)
   col = jnp.clip(r0 + row + 1 + position - offsets[row], 0, n - 1)
-  start = r0 * n - r0 * (r0 + 1) // 2
-  return lax.dynamic_update_slice(out, panel[row, col], (start,))
+  return panel[row, col]
+
+
+@functools.partial(jax.jit, static_argnames=("metric", "dims", "block"), donate_argnums=(0,))
+def _write_panel(out, y, y_padded, sq, sq_padded, r0, *, metric: str, dims: int, block: int):
+  """Writes panel_pairs(...) into `out` (length N + block * n) where pair (r0, r0 + 1) goes."""
+  pairs = panel_pairs(y, y_padded, sq, sq_padded, r0, metric=metric, dims=dims, block=block)
+  return lax.dynamic_update_slice(out, pairs, (panel_start(r0, y.shape[0]),))
+
+
+def panel_start(r0, n: int):
+  """Condensed index of pair (r0, r0 + 1): r0 * (2n - r0 - 1) / 2, in int32 without overflow.
+
+  Of r0 and 2n - r0 - 1 exactly one is even; halving that one first keeps every product at
+  most the result, which is below n(n-1)/2 < 2^31 for every n the checks accept (the direct
+  r0 * n - r0 * (r0 + 1) / 2 passes 2^31 from n = 46,342 on).
+  """
+  r0 = jnp.asarray(r0, jnp.int32)
+  other = 2 * n - 1 - r0
+  even = r0 % 2 == 0
+  return jnp.where(even, r0 // 2, r0) * jnp.where(even, other, other // 2)
 
 
 def rdm_dense(emb: distances.Embedding, block: int) -> jax.Array:
@@ -73,7 +91,14 @@ def _centred_ranks(keys: jax.Array) -> jax.Array:
   run_end = jnp.concatenate([sorted_keys[1:] != sorted_keys[:-1], jnp.array([True])])
   start = lax.cummax(jnp.where(new_run, position, 0))
   end = lax.cummin(jnp.where(run_end, position + 1, num), reverse=True)
-  return jnp.zeros(num, jnp.int32).at[order].set(start + end - num)
+  return jnp.zeros(num, jnp.int32).at[order].set(centred_rank(start, end, num))
+
+
+def centred_rank(start, end, num: int):
+  """2 * average rank - (num + 1) of a tie run over sorted positions start..end-1, in int32:
+  (start - num) + end stays within +-num, where start + end passes 2^31 for num > 2^30 (an
+  RDM of more than 46,341 images)."""
+  return (start - num) + end
 
 
 @jax.jit
