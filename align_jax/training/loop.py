@@ -9,6 +9,7 @@ restores cleanly, and only under the same config (training/resume.py). The workd
 while the run lasts, and nothing is written before the config and the data are validated.
 """
 
+import itertools
 import math
 import time
 
@@ -16,13 +17,13 @@ import jax
 import jax.numpy as jnp
 from absl import logging
 
-from align_jax.data import input_pipeline, splits
+from align_jax.data import device_pipeline, input_pipeline, splits
 from align_jax.errors import InputError
 from align_jax.models import create_model
 from align_jax.runtime import config_checks, multihost, parallel, summaries
 from align_jax.runtime import workdir as workdir_lib
 from align_jax.training import (checkpoint, pretrained, resume, steps, tasks,
-                                train_state)
+                                train_state, whitening)
 
 
 def _check_finite(values: dict[str, float], where: str, step: int, last_saved) -> None:
@@ -45,8 +46,7 @@ def evaluate(eval_step, state, examples: dict, batch_size: int, prep, key) -> di
 
 
 def _after_evaluation(task, model, state, examples, step, writer, workdir) -> None:
-  state = parallel.to_host(state)
-  variables = {"params": state.params, "batch_stats": state.batch_stats}
+  variables = parallel.to_host(state.variables())
   task.after_evaluation(model, variables, examples, step, writer, workdir)
 
 
@@ -91,25 +91,41 @@ def _train(config, workdir: str, task, model, data: dict) -> dict:
   variables = jax.jit(task.init_variables, static_argnums=0)(model, init_key, example)
   ckpt = checkpoint.Checkpointer(workdir, config.keep_checkpoints, task.selection_metric,
                                  task.selection_mode)
-  state = train_state.create_train_state(
-      variables, model.apply, train_state.create_optimizer(config, steps_per_epoch))
-  restored, last_saved = ckpt.restore_newest(state)
+  new_state = lambda variables: train_state.create_train_state(
+      variables, model.apply, train_state.create_optimizer(config, steps_per_epoch),
+      config.ema_decay)
+  restored, last_saved = ckpt.restore_newest(new_state(variables))
   if restored is not None:
     state = restored
     logging.info("Resuming from the checkpoint of step %d in %s.", last_saved, workdir)
-  elif config.init_from:
-    variables = pretrained.merge_variables(variables, pretrained.load_variables(config.init_from))
-    state = train_state.create_train_state(
-        variables, model.apply, train_state.create_optimizer(config, steps_per_epoch))
-    logging.info("Initialised %s from %s.", config.model, config.init_from)
+  else:
+    if config.init_from:
+      variables = pretrained.merge_variables(variables,
+                                             pretrained.load_variables(config.init_from))
+      logging.info("Initialised %s from %s.", config.model, config.init_from)
+    elif config.whitening_init:
+      sample = data["train"]["image"][:whitening.WHITENING_IMAGES]
+      variables = whitening.initialise(variables, input_pipeline.preprocess(sample, prep, None))
+      logging.info("First convolution initialised to whiten the patches of %d training images.",
+                   len(sample))
+    state = new_state(variables)
   schedule = train_state.learning_rate_schedule(config, steps_per_epoch)
   start_step = int(state.step)
 
   writer = summaries.TensorBoardWriter(workdir)
-  train_step, eval_step = steps.parallel_steps(task, model)
   state, key = parallel.put_replicated(state), parallel.put_replicated(dropout_key)
-  batches = input_pipeline.on_devices(input_pipeline.train_batches(
-      data["train"], config.batch_size, prep, config.seed, start_step), config.batch_size)
+  pipeline, why = device_pipeline.choose(config.input_pipeline, data["train"])
+  logging.info("Input pipeline: %s (%s).", pipeline, why)
+  if pipeline == "device":
+    device_batches = device_pipeline.DeviceBatches(config.batch_size, steps_per_epoch, prep,
+                                                   config.alternating_flips)
+    train_step, eval_step = steps.parallel_steps(task.between_epochs(), model, device_batches)
+    batches = itertools.repeat(parallel.put_replicated(
+        {"arrays": dict(data["train"]), "key": device_pipeline.data_key(config.seed)}))
+  else:
+    train_step, eval_step = steps.parallel_steps(task.between_epochs(), model)
+    batches = input_pipeline.on_devices(input_pipeline.train_batches(
+        data["train"], config.batch_size, prep, config.seed, start_step), config.batch_size)
   logging.info("Training %s on %d images (%d steps/epoch, %d epochs, %d devices), from step %d.",
                config.model, len(data["train"]["image"]), steps_per_epoch, config.num_epochs,
                jax.device_count(), start_step)
@@ -151,7 +167,8 @@ def _train(config, workdir: str, task, model, data: dict) -> dict:
   if validation is None:
     validation = evaluate(eval_step, state, data["validation"], config.eval_batch_size, prep, key)
     _after_evaluation(task, model, state, data["test"], total_steps, writer, workdir)
-  test = evaluate(eval_step, state, data["test"], config.eval_batch_size, prep, key)
+  final_eval_step = steps.parallel_steps(task, model)[1]
+  test = evaluate(final_eval_step, state, data["test"], config.eval_batch_size, prep, key)
   _write(writer, total_steps, "test", test)
   logging.info("final (step %d) test metrics: %s", total_steps, _metrics_text(test))
   writer.flush()

@@ -11,6 +11,15 @@ class ClassifierMetrics(metrics.Collection):
 
 
 @flax.struct.dataclass
+class AugmentedClassifierMetrics(metrics.Collection):
+  """ClassifierMetrics plus those of the test-time-augmented prediction."""
+  loss: metrics.Average.from_output("loss")
+  accuracy: metrics.Average.from_output("accuracy")
+  tta_loss: metrics.Average.from_output("tta_loss")
+  tta_accuracy: metrics.Average.from_output("tta_accuracy")
+
+
+@flax.struct.dataclass
 class VAETrainMetrics(metrics.Collection):
   loss: metrics.Average.from_output("loss")
   recon_l1: metrics.Average.from_output("recon_l1")

@@ -30,6 +30,8 @@ def _orbax_variables(path: str) -> dict:
     raise InputError(f"No orbax checkpoint found under {path}.")
   restored = manager.restore(step, args=ocp.args.StandardRestore())
   manager.close()
+  if restored.get("average"):  # a training state's weight average stands for its model
+    restored = restored["average"]
   return {k: restored[k] for k in ("params", "batch_stats") if k in restored and restored[k]}
 
 

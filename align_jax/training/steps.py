@@ -34,27 +34,38 @@ def train_step(state, batch: dict, root_key: jax.Array, *, task, model):
                                               task=task, model=model)
   state = state.apply_gradients(
       grads=grads, batch_stats=new_model_state.get("batch_stats", state.batch_stats))
-  return state, task.train_metrics.single_from_model_output(**outputs)
+  return state.update_average(), task.train_metrics.single_from_model_output(**outputs)
+
+
+def train_step_on_device(state, source: dict, root_key: jax.Array, *, task, model, batches):
+  """train_step on the batch `batches` (a data.device_pipeline.DeviceBatches) draws for this
+  step from `source` = {'arrays': training arrays on the devices, 'key': the data key}."""
+  batch = batches.draw(source["arrays"], source["key"], state.step)
+  return train_step(state, batch, root_key, task=task, model=model)
 
 
 def eval_step(state, batch: dict, root_key: jax.Array, *, task, model):
   """Metrics of the model in inference mode on one (possibly padded, masked) batch."""
-  variables = {"params": state.params, "batch_stats": state.batch_stats}
   key = step_key(root_key, state.step)
-  _, (_, outputs) = task.loss(model, variables, batch, key, train=False, step=state.step)
+  _, (_, outputs) = task.loss(model, state.variables(), batch, key, train=False, step=state.step)
   return task.eval_metrics.single_from_model_output(**outputs)
 
 
 @functools.lru_cache(maxsize=16)
-def parallel_steps(task, model):
+def parallel_steps(task, model, batches=None):
   """(train_step, eval_step) for `task` and `model`, jitted with the state replicated and the
-  batch split over every device (the train step donates its state). Cached per (task, model)
-  (both hashable dataclasses), so runs in one process, e.g. the folds of a fine-tuning, compile
-  each step once."""
+  batch split over every device (the train step donates its state). With `batches` (a
+  DeviceBatches), the train step takes the device pipeline's replicated source instead of a
+  batch. Cached per (task, model, batches) (hashable dataclasses), so runs in one process, e.g.
+  the folds of a fine-tuning, compile each step once."""
   state, batch, key = parallel.replicated(), parallel.batch_split(), parallel.replicated()
-  train = jax.jit(functools.partial(train_step, task=task, model=model),
-                  in_shardings=(state, batch, key), out_shardings=(state, parallel.replicated()),
-                  donate_argnums=(0,))
+  if batches is None:
+    step, source = functools.partial(train_step, task=task, model=model), batch
+  else:
+    step = functools.partial(train_step_on_device, task=task, model=model, batches=batches)
+    source = parallel.replicated()
+  train = jax.jit(step, in_shardings=(state, source, key),
+                  out_shardings=(state, parallel.replicated()), donate_argnums=(0,))
   evaluate = jax.jit(functools.partial(eval_step, task=task, model=model),
                      in_shardings=(state, batch, key), out_shardings=parallel.replicated())
   return train, evaluate

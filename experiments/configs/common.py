@@ -26,7 +26,10 @@ def training_fields() -> list[tuple[str, object, str]]:
       ("task", "classification", "'classification' or 'vae': loss, metrics, preprocessing"),
       ("task_kwargs", ml_collections.ConfigDict({"target_field": "label"}),
        "the task's arguments: target_field 'label' (CIFAR-10 hard labels) or 'human_probs' "
-       "(CIFAR-10H label distributions; fine-tuning)"),
+       "(CIFAR-10H label distributions; fine-tuning); classification also takes "
+       "label_smoothing (share mixed with the uniform distribution in training) and "
+       "test_time_augmentation ('', 'flip' or 'flip_shift': evaluation also reports tta_* "
+       "metrics)"),
       ("data_dir", os.environ.get("ALIGN_JAX_DATA_DIR", ""),
        "a directory in the official binary layout ('' = tensorflow-datasets, which downloads); "
        "default $ALIGN_JAX_DATA_DIR"),
@@ -36,15 +39,28 @@ def training_fields() -> list[tuple[str, object, str]]:
       ("num_folds", 0, "CIFAR-10H fine-tuning: folds of the test images (0 = ordinary CIFAR-10 "
        "training; experiments.finetune_cifar10h sets it)"),
       ("fold", 0, "CIFAR-10H fine-tuning: the held-out fold (train on the other folds)"),
+      ("input_pipeline", "auto", "'device' (training arrays kept on the devices, batches drawn "
+       "and augmented inside the step), 'host' (a background thread) or 'auto' (device when the "
+       "arrays fit in a quarter of the smallest device's memory)"),
+      ("alternating_flips", False, "device pipeline: each image's horizontal flip alternates "
+       "between epochs from a random start, instead of a coin per epoch"),
       ("batch_size", 128, "global, split over all devices"),
       ("eval_batch_size", 500, "images per evaluation batch (padding is masked)"),
       ("num_epochs", 50, "epochs of training (the cosine schedule spans them)"),
-      ("learning_rate", 1e-3, "peak AdamW learning rate (linear warm-up, then cosine decay)"),
+      ("optimizer", "adamw", "'adamw' (decoupled weight decay) or 'sgd' (Nesterov momentum, "
+       "weight decay added to the gradients)"),
+      ("learning_rate", 1e-3, "peak learning rate (linear warm-up, then lr_schedule's decay)"),
+      ("lr_schedule", "cosine", "decay after the warm-up: 'cosine' or 'linear'"),
       ("warmup_epochs", 1.0, "linear warm-up from 0, in epochs"),
-      ("final_lr_fraction", 0.0, "the cosine decay ends at learning_rate times this"),
-      ("weight_decay", 5e-4, "AdamW weight decay, kernels only (no decay on BatchNorm/bias)"),
-      ("adam_b1", 0.9, "Adam's first-moment decay"),
-      ("adam_b2", 0.999, "Adam's second-moment decay"),
+      ("final_lr_fraction", 0.0, "the decay ends at learning_rate times this"),
+      ("weight_decay", 5e-4, "weight decay, kernels only (no decay on BatchNorm/bias)"),
+      ("adam_b1", 0.9, "adamw: first-moment decay"),
+      ("adam_b2", 0.999, "adamw: second-moment decay"),
+      ("momentum", 0.9, "sgd: Nesterov momentum"),
+      ("whitening_init", False, "start the convolution that reads the image as a whitening "
+       "of the training patches (+/- principal directions; it stays trainable)"),
+      ("ema_decay", 0.0, "evaluate, select and export an exponential moving average of the "
+       "weights and BatchNorm statistics, with this per-step decay (0 = off)"),
       ("grad_clip_norm", 0.0, "clip gradients to this global norm (0 = no clipping)"),
       ("dtype", "float32", "compute precision: 'float32', or 'bfloat16' (bf16 activations and "
        "products; parameters, optimizer state, losses and logits stay float32)"),
