@@ -107,14 +107,16 @@ def pmap_reference_step(task, model):
 class _Contender:
   """A named pair of callables that each run `steps` train steps / one inference batch, and
   block until the work is done; align_jax's also give their compiled train step's HLO text, the
-  model's variables, `train_from(next_batch, steps)` (steps on other batches) and the task's
-  preprocessing name (data/input_pipeline.py)."""
+  model's variables, `train_from(next_batch, steps, step=None)` (steps on other batches, or of
+  another train step), `device_step(batches)` (the train step fed by the device pipeline's
+  DeviceBatches) and the task's preprocessing name (data/input_pipeline.py)."""
 
   def __init__(self, name, train, infer, train_hlo=None, variables=None, train_from=None,
-               preprocessing=None):
+               preprocessing=None, device_step=None):
     self.name, self.train, self.infer = name, train, infer
     self.train_hlo, self.variables = train_hlo, variables
     self.train_from, self.preprocessing = train_from, preprocessing
+    self.device_step = device_step
     self.first_call = None
 
 
@@ -158,11 +160,13 @@ def align_jax_contender(name: str, kind: str, model_kwargs: dict, task_name: str
               "key": parallel.put_replicated(jax.random.key(1))}
     fetch = parallel.local_copy
 
-  def train_from(next_batch, n_steps):
-    """n_steps steps on next_batch()'s batches, merging their metrics as the loop does."""
+  def train_from(next_batch, n_steps, step=None):
+    """n_steps steps (of `step`, default this contender's) on next_batch()'s batches, merging
+    their metrics as the loop does."""
     metrics = None
     for _ in range(n_steps):
-      holder["state"], update = train_step(holder["state"], next_batch(), holder["key"])
+      holder["state"], update = (step or train_step)(holder["state"], next_batch(),
+                                                     holder["key"])
       update = fetch(update)
       metrics = update if metrics is None else metrics.merge(update)
     jax.block_until_ready((holder["state"].params, metrics.compute()))
@@ -180,7 +184,9 @@ def align_jax_contender(name: str, kind: str, model_kwargs: dict, task_name: str
   def train_hlo():
     return train_step.lower(holder["state"], batch, holder["key"]).compile().as_text()
 
-  return _Contender(name, train, infer, train_hlo, variables, train_from, task.preprocessing)
+  device_step = None if pmap else (lambda batches: steps.parallel_steps(task, model, batches)[0])
+  return _Contender(name, train, infer, train_hlo, variables, train_from, task.preprocessing,
+                    device_step)
 
 
 def _pytorch(name: str, batch_size: int) -> _Contender:

@@ -14,6 +14,8 @@ invert it, so every pair of epochs shows each image both ways round instead of b
 """
 
 import dataclasses
+import functools
+from collections.abc import Iterator
 
 import jax
 import jax.numpy as jnp
@@ -83,6 +85,12 @@ def augment(images: jax.Array, prep, augmentation: input_pipeline.Augmentation) 
   return x
 
 
+@functools.partial(jax.jit, static_argnums=2)
+def epoch_order(key: jax.Array, epoch, n: int) -> jax.Array:
+  """The order in which epoch `epoch` visits the n training examples."""
+  return jax.random.permutation(jax.random.fold_in(jax.random.fold_in(key, _ORDER), epoch), n)
+
+
 @dataclasses.dataclass(frozen=True)
 class DeviceBatches:
   """How a train step draws its batch from arrays on the device (hashable: a jit constant)."""
@@ -91,18 +99,34 @@ class DeviceBatches:
   prep: input_pipeline.Preprocessing
   alternating_flips: bool = False
 
-  def draw(self, arrays: dict, key: jax.Array, step) -> dict:
-    """The global batch of training step `step` (0-based), split over the devices."""
-    n = arrays["image"].shape[0]
+  def draw(self, source: dict, step) -> dict:
+    """The global batch of training step `step` (0-based) from a `sources` item, split over
+    the devices."""
+    arrays, key = source["arrays"], source["key"]
     epoch, offset = jnp.divmod(step, self.steps_per_epoch)
-    order = jax.random.permutation(jax.random.fold_in(jax.random.fold_in(key, _ORDER), epoch), n)
-    idx = lax.dynamic_slice_in_dim(order, offset * self.global_batch, self.global_batch)
+    idx = lax.dynamic_slice_in_dim(source["order"], offset * self.global_batch,
+                                   self.global_batch)
     batch = {name: value[idx] for name, value in arrays.items()}
     augmentation = draw_augmentation(
         jax.random.fold_in(jax.random.fold_in(key, _AUGMENT), step), self.global_batch,
         self.prep)
     if self.alternating_flips and augmentation.flip is not None:
+      n = arrays["image"].shape[0]
       bits = jax.random.bernoulli(jax.random.fold_in(key, _FLIP_BITS), 0.5, (n,))
       augmentation = dataclasses.replace(augmentation, flip=bits[idx] ^ (epoch % 2 == 1))
     batch["image"] = augment(batch["image"], self.prep, augmentation)
     return lax.with_sharding_constraint(batch, parallel.batch_split())
+
+  def sources(self, arrays: dict, key: jax.Array, start_step: int = 0) -> Iterator[dict]:
+    """What each train step from `start_step` on takes: {'arrays', 'key', 'order'}, the
+    arrays and key replicated on every device and the epoch's order computed there once per
+    epoch (a permutation costs as much as several batches' augmentation)."""
+    arrays, key = parallel.put_replicated(arrays), parallel.put_replicated(key)
+    n = arrays["image"].shape[0]
+    step = start_step
+    while True:
+      epoch = step // self.steps_per_epoch
+      source = {"arrays": arrays, "key": key, "order": epoch_order(key, epoch, n)}
+      for _ in range(step % self.steps_per_epoch, self.steps_per_epoch):
+        yield source
+      step = (epoch + 1) * self.steps_per_epoch

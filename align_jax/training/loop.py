@@ -9,7 +9,6 @@ restores cleanly, and only under the same config (training/resume.py). The workd
 while the run lasts, and nothing is written before the config and the data are validated.
 """
 
-import itertools
 import math
 import time
 
@@ -120,8 +119,8 @@ def _train(config, workdir: str, task, model, data: dict) -> dict:
     device_batches = device_pipeline.DeviceBatches(config.batch_size, steps_per_epoch, prep,
                                                    config.alternating_flips)
     train_step, eval_step = steps.parallel_steps(task.between_epochs(), model, device_batches)
-    batches = itertools.repeat(parallel.put_replicated(
-        {"arrays": dict(data["train"]), "key": device_pipeline.data_key(config.seed)}))
+    batches = device_batches.sources(dict(data["train"]), device_pipeline.data_key(config.seed),
+                                     start_step)
   else:
     train_step, eval_step = steps.parallel_steps(task.between_epochs(), model)
     batches = input_pipeline.on_devices(input_pipeline.train_batches(

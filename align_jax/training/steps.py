@@ -38,9 +38,9 @@ def train_step(state, batch: dict, root_key: jax.Array, *, task, model):
 
 
 def train_step_on_device(state, source: dict, root_key: jax.Array, *, task, model, batches):
-  """train_step on the batch `batches` (a data.device_pipeline.DeviceBatches) draws for this
-  step from `source` = {'arrays': training arrays on the devices, 'key': the data key}."""
-  batch = batches.draw(source["arrays"], source["key"], state.step)
+  """train_step on the batch that `batches` (a data.device_pipeline.DeviceBatches) draws for
+  this step from `source` (an item of batches.sources: the training arrays on the devices)."""
+  batch = batches.draw(source, state.step)
   return train_step(state, batch, root_key, task=task, model=model)
 
 
