@@ -120,8 +120,9 @@ def test_the_choice_is_logged_and_host_when_asked_or_too_big(monkeypatch):
 
 
 def test_a_run_killed_mid_epoch_resumes_bit_identically(fake_data_dir, tmp_path):
-  """kill -9 right after step 5 (mid-epoch; a checkpoint every 3 steps): the resumed run ends
-  with the uninterrupted run's exact state, drawing its batches on the device."""
+  """kill -9 right after step 7 (4 steps per epoch, a checkpoint every 3 steps: the newest is
+  step 6, mid-epoch): the resumed run ends with the uninterrupted run's exact state, drawing
+  its batches on the device."""
   config = conftest.tiny_philnet(fake_data_dir)
   config.input_pipeline, config.alternating_flips = "device", True
   config.checkpoint_every_steps = 3
@@ -130,10 +131,10 @@ def test_a_run_killed_mid_epoch_resumes_bit_identically(fake_data_dir, tmp_path)
   killed = str(tmp_path / "killed")
   extra = ["--config.input_pipeline=device", "--config.alternating_flips=True"]
   crashed = test_faults._cli(["tests.crash_points", *test_faults._train_args(config, killed),
-                              *extra], env={crash_points.ENV: "after_step:5"})
+                              *extra], env={crash_points.ENV: "after_step:7"})
   assert crashed.returncode == crash_points.EXIT_CODE, crashed.stderr[-2000:]
   resumed = test_faults._cli([*test_faults._train_args(config, killed), *extra])
   assert resumed.returncode == 0, resumed.stderr[-2000:]
-  assert "Resuming from the checkpoint of step 3" in resumed.stderr
+  assert "Resuming from the checkpoint of step 6" in resumed.stderr
   assert "Input pipeline: device" in resumed.stderr
   test_faults._assert_same_state(test_faults._state(killed, 8), test_faults._state(whole, 8))

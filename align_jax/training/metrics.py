@@ -12,7 +12,8 @@ class ClassifierMetrics(metrics.Collection):
 
 @flax.struct.dataclass
 class AugmentedClassifierMetrics(metrics.Collection):
-  """ClassifierMetrics plus those of the test-time-augmented prediction."""
+  """ClassifierMetrics plus those of the test-time-augmented prediction (clu collections
+  declare every field: a subclass's own annotations are all that clu reads)."""
   loss: metrics.Average.from_output("loss")
   accuracy: metrics.Average.from_output("accuracy")
   tta_loss: metrics.Average.from_output("tta_loss")
