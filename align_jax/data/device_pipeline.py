@@ -91,6 +91,12 @@ def epoch_order(key: jax.Array, epoch, n: int) -> jax.Array:
   return jax.random.permutation(jax.random.fold_in(jax.random.fold_in(key, _ORDER), epoch), n)
 
 
+@functools.partial(jax.jit, static_argnums=1)
+def flip_bits_of(key: jax.Array, n: int) -> jax.Array:
+  """Each example's flip in even epochs (alternating flips invert it in odd ones)."""
+  return jax.random.bernoulli(jax.random.fold_in(key, _FLIP_BITS), 0.5, (n,))
+
+
 @dataclasses.dataclass(frozen=True)
 class DeviceBatches:
   """How a train step draws its batch from arrays on the device (hashable: a jit constant)."""
@@ -111,22 +117,24 @@ class DeviceBatches:
         jax.random.fold_in(jax.random.fold_in(key, _AUGMENT), step), self.global_batch,
         self.prep)
     if self.alternating_flips and augmentation.flip is not None:
-      n = arrays["image"].shape[0]
-      bits = jax.random.bernoulli(jax.random.fold_in(key, _FLIP_BITS), 0.5, (n,))
-      augmentation = dataclasses.replace(augmentation, flip=bits[idx] ^ (epoch % 2 == 1))
+      augmentation = dataclasses.replace(
+          augmentation, flip=source["flip_bits"][idx] ^ (epoch % 2 == 1))
     batch["image"] = augment(batch["image"], self.prep, augmentation)
     return lax.with_sharding_constraint(batch, parallel.batch_split())
 
   def sources(self, arrays: dict, key: jax.Array, start_step: int = 0) -> Iterator[dict]:
-    """What each train step from `start_step` on takes: {'arrays', 'key', 'order'}, the
-    arrays and key replicated on every device and the epoch's order computed there once per
-    epoch (a permutation costs as much as several batches' augmentation)."""
+    """What each train step from `start_step` on takes: {'arrays', 'key', 'order',
+    'flip_bits'}, replicated on every device: the epoch's order is computed there once per
+    epoch (a permutation costs as much as several batches' augmentation), the images' flip
+    bits for alternating flips once."""
     arrays, key = parallel.put_replicated(arrays), parallel.put_replicated(key)
     n = arrays["image"].shape[0]
+    flip_bits = flip_bits_of(key, n) if self.alternating_flips else None
     step = start_step
     while True:
       epoch = step // self.steps_per_epoch
-      source = {"arrays": arrays, "key": key, "order": epoch_order(key, epoch, n)}
+      source = {"arrays": arrays, "key": key, "order": epoch_order(key, epoch, n),
+                "flip_bits": flip_bits}
       for _ in range(step % self.steps_per_epoch, self.steps_per_epoch):
         yield source
       step = (epoch + 1) * self.steps_per_epoch

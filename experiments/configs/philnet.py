@@ -15,7 +15,7 @@ HELP = common.TRAINING_HELP
 
 # The fast recipe: each field below can be switched back on the command line.
 FAST = dict(
-    num_epochs=10, batch_size=256, eval_batch_size=1000,
+    num_epochs=10, batch_size=256, eval_batch_size=250,
     optimizer="sgd", momentum=0.9, learning_rate=0.2, weight_decay=5e-4,
     lr_schedule="linear", warmup_epochs=2.0, final_lr_fraction=0.0,
     input_pipeline="device", alternating_flips=True, whitening_init=True, ema_decay=0.98,
