@@ -70,7 +70,9 @@ def check_backend(args) -> str:
 def _fixed_steps(args) -> list[str]:
   """A fixed number of steps (one epoch of fixed_steps batches)."""
   images = args.fixed_steps * args.fixed_batch
-  sizes = [] if args.smoke else ["--config.test_subset=1000", "--config.num_validation=1000"]
+  # smoke: the tiny batches of :fast_smoke need a gentler learning rate to fall in 8 steps
+  sizes = (["--config.learning_rate=0.01"] if args.smoke else
+           ["--config.test_subset=1000", "--config.num_validation=1000"])
   return [f"--config.train_subset={images}", f"--config.batch_size={args.fixed_batch}",
           "--config.num_epochs=1", "--config.warmup_epochs=0.5",
           f"--config.log_every_steps={max(args.fixed_steps // 8, 1)}", *sizes]

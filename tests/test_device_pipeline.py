@@ -119,6 +119,7 @@ def test_the_choice_is_logged_and_host_when_asked_or_too_big(monkeypatch):
   assert device_pipeline.choose("device", examples)[0] == "device"
 
 
+@pytest.mark.slow  # two training processes and a third run; the stream test above is the quick form
 def test_a_run_killed_mid_epoch_resumes_bit_identically(fake_data_dir, tmp_path):
   """kill -9 right after step 7 (4 steps per epoch, a checkpoint every 3 steps: the newest is
   step 6, mid-epoch): the resumed run ends with the uninterrupted run's exact state, drawing
