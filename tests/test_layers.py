@@ -405,9 +405,16 @@ def test_pipeline_overhead_benchmark_feeds_the_step_both_ways(capsys, monkeypatc
   monkeypatch.setattr(input_pipeline, "train_batches",
                       lambda *a, **k: (fed.append(k["seed"]) or b for b in original(*a, **k)))
   pipeline_overhead.main([f"--data_dir={fake_data_dir}", "--model=vae", "--batch_size=4",
-                          "--steps=2", "--repeats=2"])
-  row = capsys.readouterr().out.strip().splitlines()[-1].strip("| ").split(" | ")
-  assert row[0] == "vae" and all(float(v) > 0 for v in row[1:])
-  assert abs(float(row[3]) - float(row[2]) / float(row[1])) < 2e-3
-  assert fed.count(0) >= 2 * 2 + 2  # the pipeline (seed 0) fed the warm-up and both turns
-  assert fed.count(1) == 20  # and the host preprocessing was timed on its own (seed 1)
+                          "--steps=2", "--repeats=2", "--alone_batches=3"])
+  lines = capsys.readouterr().out.strip().splitlines()
+  step, alone = ([cell.strip() for cell in line.strip("| ").split(" | ")] for line in lines[-2:])
+  assert step[0] == "vae train step, images/s" and step[1] == "4"
+  fixed, host, device, host_fixed, device_fixed, device_host = map(float, step[2:])
+  assert min(fixed, host, device) > 0
+  assert abs(host_fixed - host / fixed) < 2e-3 and abs(device_fixed - device / fixed) < 2e-3
+  assert abs(device_host - device / host) < 2e-3
+  assert alone[0] == "pipeline alone, augmented images/s"
+  ratio = float(alone[7])  # printed to 0.1, the rates to 1
+  assert abs(ratio - float(alone[4]) / float(alone[3])) < 0.05 + 0.01 * ratio
+  assert fed.count(0) >= 2 + 2 * 2  # the host pipeline (seed 0) fed the warm-up and both turns
+  assert fed.count(1) >= 2 + 2 * 3  # and ran alone (seed 1): warm-up and two turns of 3
