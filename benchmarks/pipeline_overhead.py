@@ -22,6 +22,7 @@ reuse, as the entry points do.
 """
 
 import argparse
+import itertools
 import os
 import statistics
 import sys
@@ -96,7 +97,7 @@ def main(argv=None) -> None:
       examples, args.batch_size, prep, seed=1), args.batch_size)
   draw = jax.jit(device_batches.draw)
   alone_sources = device_batches.sources(examples, device_pipeline.data_key(1))
-  counter = iter(range(10 ** 9))
+  counter = itertools.count()
 
   def device_alone(n):
     for _ in range(n):

@@ -228,3 +228,16 @@ def test_new_fields_are_checked_before_anything_runs(tmp_path):
   config = _config(input_pipeline="host", alternating_flips=True)
   with pytest.raises(InputError, match="alternating_flips needs the device pipeline"):
     loop.train_and_evaluate(config, str(tmp_path / "w"))
+
+
+def test_the_task_arguments_are_checked_with_the_config_before_jax_loads(tmp_path):
+  from align_jax.runtime import config_checks, names  # pylint: disable=g-import-not-at-top
+  assert set(tasks.TEST_TIME_VIEWS) | {""} == set(names.TEST_TIME_AUGMENTATIONS)
+  config = philnet.get_config("fast")
+  config.task_kwargs.test_time_augmentation = "rotate"
+  config.task_kwargs.label_smoothing = 1.5
+  with pytest.raises(InputError) as error:
+    config_checks.training(config)
+  assert "test_time_augmentation='rotate'" in str(error.value)
+  assert "label_smoothing=1.5" in str(error.value)
+  config_checks.training(philnet.get_config())  # the seed's task_kwargs lack both: fine

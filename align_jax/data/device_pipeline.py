@@ -130,11 +130,8 @@ class DeviceBatches:
     arrays, key = parallel.put_replicated(arrays), parallel.put_replicated(key)
     n = arrays["image"].shape[0]
     flip_bits = flip_bits_of(key, n) if self.alternating_flips else None
-    step = start_step
-    while True:
-      epoch = step // self.steps_per_epoch
+    for epoch, positions in input_pipeline.epoch_walk(start_step, self.steps_per_epoch):
       source = {"arrays": arrays, "key": key, "order": epoch_order(key, epoch, n),
                 "flip_bits": flip_bits}
-      for _ in range(step % self.steps_per_epoch, self.steps_per_epoch):
+      for _ in positions:
         yield source
-      step = (epoch + 1) * self.steps_per_epoch

@@ -90,6 +90,15 @@ def train_validation_split(num_train: int, num_validation: int,
   return np.sort(order[num_validation:]), np.sort(order[:num_validation])
 
 
+def epoch_walk(start_step: int, steps_per_epoch: int) -> Iterator[tuple[int, range]]:
+  """(epoch, the positions in it still to visit) from training step `start_step` on, endless:
+  how both pipelines resume mid-epoch exactly where an uninterrupted run would be."""
+  epoch, offset = divmod(start_step, steps_per_epoch)
+  while True:
+    yield epoch, range(offset, steps_per_epoch)
+    epoch, offset = epoch + 1, 0
+
+
 def train_batches(examples: dict, global_batch: int, prep: Preprocessing, seed: int,
                   start_step: int = 0) -> Iterator[dict]:
   """Endless training batches (this process's rows of each global batch of `global_batch`);
@@ -100,18 +109,15 @@ def train_batches(examples: dict, global_batch: int, prep: Preprocessing, seed: 
   if steps_per_epoch == 0:
     raise InputError(f"batch_size={global_batch} exceeds the {n} training examples.")
   mine = parallel.process_rows(global_batch)
-  step = start_step
-  while True:
-    epoch, offset = divmod(step, steps_per_epoch)
+  for epoch, positions in epoch_walk(start_step, steps_per_epoch):
     order = np.random.default_rng([seed, epoch]).permutation(n)
-    for i in range(offset, steps_per_epoch):
+    for i in positions:
       idx = order[i * global_batch:(i + 1) * global_batch][mine]
       augmentation = draw_augmentation(global_batch, prep,
                                        np.random.default_rng([seed, epoch, i])).take(mine)
       batch = {k: v[idx] for k, v in examples.items()}
       batch["image"] = preprocess(batch["image"], prep, None, augmentation)
       yield batch
-    step = (epoch + 1) * steps_per_epoch
 
 
 def eval_batches(examples: dict, batch_size: int, prep: Preprocessing) -> Iterator[dict]:

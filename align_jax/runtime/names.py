@@ -14,3 +14,7 @@ FINETUNE_MODES = ("full", "head")  # the whole network, or its classifier head a
 STUDY_ARCHITECTURES = ("philnet", "resnet50", "vae")
 COMPUTE_DTYPES = ("float32", "bfloat16")  # training compute precision (config.dtype)
 LAYER_IMPLS = ("auto", "rewritten", "xla")  # convolution rewrites (models/layers.py)
+TEST_TIME_AUGMENTATIONS = ("", "flip", "flip_shift")  # training.tasks.TEST_TIME_VIEWS, or none
+OPTIMIZERS = ("adamw", "sgd")  # training.train_state.create_optimizer
+LR_SCHEDULES = ("cosine", "linear")  # training.train_state.learning_rate_schedule
+INPUT_PIPELINES = ("auto", "device", "host")  # data.device_pipeline.choose

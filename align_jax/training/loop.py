@@ -19,7 +19,7 @@ from absl import logging
 from align_jax.data import device_pipeline, input_pipeline, splits
 from align_jax.errors import InputError
 from align_jax.models import create_model
-from align_jax.runtime import config_checks, multihost, parallel, summaries
+from align_jax.runtime import config_checks, multihost, parallel, progress, summaries
 from align_jax.runtime import workdir as workdir_lib
 from align_jax.training import (checkpoint, pretrained, resume, steps, tasks,
                                 train_state, whitening)
@@ -34,13 +34,18 @@ def _check_finite(values: dict[str, float], where: str, step: int, last_saved) -
         "grad_clip_norm, then rerun.")
 
 
-def evaluate(eval_step, state, examples: dict, batch_size: int, prep, key) -> dict[str, float]:
-  """Task metrics over all of `examples` (padding masked out)."""
+def evaluate(eval_step, state, examples: dict, batch_size: int, prep, key,
+             what: str = "Evaluation") -> dict[str, float]:
+  """Task metrics over all of `examples` (padding masked out); progress lines when it is long
+  (a test-time-augmented test set)."""
   total = None
+  global_batch = parallel.padded_size(batch_size)
+  tracker = progress.Progress(what, -(-len(examples["image"]) // global_batch))
   batches = input_pipeline.eval_batches(examples, batch_size, prep)
-  for batch in input_pipeline.on_devices(batches, parallel.padded_size(batch_size)):
+  for done, batch in enumerate(input_pipeline.on_devices(batches, global_batch), start=1):
     update = parallel.local_copy(eval_step(state, batch, key))
     total = update if total is None else total.merge(update)
+    tracker.update(done)
   return {k: float(v) for k, v in total.compute().items()}
 
 
@@ -167,7 +172,8 @@ def _train(config, workdir: str, task, model, data: dict) -> dict:
     validation = evaluate(eval_step, state, data["validation"], config.eval_batch_size, prep, key)
     _after_evaluation(task, model, state, data["test"], total_steps, writer, workdir)
   final_eval_step = steps.parallel_steps(task, model)[1]
-  test = evaluate(final_eval_step, state, data["test"], config.eval_batch_size, prep, key)
+  test = evaluate(final_eval_step, state, data["test"], config.eval_batch_size, prep, key,
+                  "Test evaluation")
   _write(writer, total_steps, "test", test)
   logging.info("final (step %d) test metrics: %s", total_steps, _metrics_text(test))
   writer.flush()

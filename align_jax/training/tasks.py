@@ -14,6 +14,7 @@ import optax
 
 from align_jax.data import input_pipeline
 from align_jax.errors import InputError
+from align_jax.runtime import names
 from align_jax.training import metrics, objectives, samples
 
 
@@ -77,9 +78,9 @@ class ClassificationTask(_ImageTask):
   train_metrics: type = metrics.ClassifierMetrics
 
   def __post_init__(self):
-    if self.test_time_augmentation and self.test_time_augmentation not in TEST_TIME_VIEWS:
+    if self.test_time_augmentation not in names.TEST_TIME_AUGMENTATIONS:
       raise InputError(f"test_time_augmentation={self.test_time_augmentation!r} is not one of "
-                       f"{['', *TEST_TIME_VIEWS]}.")
+                       f"{names.TEST_TIME_AUGMENTATIONS}.")
     if not 0 <= self.label_smoothing < 1:
       raise InputError(f"label_smoothing={self.label_smoothing} must be in [0, 1).")
 

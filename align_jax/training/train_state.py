@@ -10,6 +10,7 @@ from flax import struct
 from flax.training import train_state
 
 from align_jax.errors import InputError
+from align_jax.runtime import names
 
 
 class TrainState(train_state.TrainState):
@@ -64,7 +65,7 @@ def create_optimizer(config, steps_per_epoch: int) -> optax.GradientTransformati
     step = optax.adamw(schedule, b1=config.adam_b1, b2=config.adam_b2,
                        weight_decay=config.weight_decay, mask=decay_mask)
   else:
-    raise InputError(f"optimizer={config.optimizer!r} is not 'adamw' or 'sgd'.")
+    raise InputError(f"optimizer={config.optimizer!r} is not one of {names.OPTIMIZERS}.")
   if config.grad_clip_norm:
     return optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), step)
   return step
