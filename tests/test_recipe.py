@@ -241,3 +241,14 @@ def test_the_task_arguments_are_checked_with_the_config_before_jax_loads(tmp_pat
   assert "test_time_augmentation='rotate'" in str(error.value)
   assert "label_smoothing=1.5" in str(error.value)
   config_checks.training(philnet.get_config())  # the seed's task_kwargs lack both: fine
+
+
+def test_a_workdir_from_before_the_recipe_fields_resumes_with_their_old_behaviour():
+  from align_jax.training import resume  # pylint: disable=g-import-not-at-top
+  current = philnet.get_config().to_dict()
+  older = {k: v for k, v in current.items() if k not in resume.FIELD_DEFAULTS}
+  older["task_kwargs"] = {}
+  assert resume.differences(older, dict(current, input_pipeline="host")) == {}
+  assert resume.differences(older, current) == {"input_pipeline": ("host", "auto")}
+  assert resume.differences(older, dict(current, input_pipeline="host", optimizer="sgd")) == {
+      "optimizer": ("adamw", "sgd")}

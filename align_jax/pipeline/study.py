@@ -52,7 +52,7 @@ def _stage(workdir: str, name: str, config: ml_collections.ConfigDict, run):
 
 
 def matched_checkpoint(workdir: str, reference: str, which: str) -> dict:
-  """The kept epoch-end checkpoint of `workdir` whose validation accuracy is closest to that
+  """The kept evaluated checkpoint of `workdir` whose validation accuracy is closest to that
   of `reference`'s `which` checkpoint (the one the alignment scores); ties go to the earlier."""
   target = features.epoch_metrics(reference)[features.checkpoint_step(reference, which)]
   kept = sorted(features.epoch_metrics(workdir).items())

@@ -68,6 +68,8 @@ def training(config) -> None:
        f"fold={config.fold} must be in 0..{max(config.num_folds - 1, 0)}"),
       (config.log_every_steps > 0, f"log_every_steps={config.log_every_steps} must be > 0"),
       (config.keep_checkpoints > 0, f"keep_checkpoints={config.keep_checkpoints} must be > 0"),
+      (config.evaluations_per_epoch >= 1,
+       f"evaluations_per_epoch={config.evaluations_per_epoch} must be >= 1"),
       (config.checkpoint_every_steps >= 0,
        f"checkpoint_every_steps={config.checkpoint_every_steps} must be >= 0 (0 = epoch ends "
        "only)"),
@@ -169,5 +171,12 @@ def study(config) -> list[str]:
         or "vae" in pair):
       problems.append(f"accuracy_matched={config.accuracy_matched!r} must be ARCH=REFERENCE: "
                       f"two different classifiers of {archs} (or '' to skip)")
+    else:
+      matched = config[pair[0]]
+      evaluated = matched.num_epochs * matched.evaluations_per_epoch
+      if matched.keep_checkpoints < evaluated:
+        problems.append(f"accuracy_matched: {pair[0]} keeps {matched.keep_checkpoints} of its "
+                        f"{evaluated} evaluated checkpoints, so the match could only choose "
+                        f"among the last ones; set {pair[0]}.keep_checkpoints={evaluated}")
   _raise("study config", problems + _data_dir(config))
   return archs

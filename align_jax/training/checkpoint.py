@@ -1,7 +1,9 @@
 """Orbax checkpoints that are never poisoned, and a restore that survives damaged ones.
 
-`<workdir>/checkpoints/<step>/`: epoch-end checkpoints with their validation metrics, the last
-`keep` plus the best by the task's metric ("best" and "latest" of the alignment run mean these).
+`<workdir>/checkpoints/<step>/`: epoch-end checkpoints with their validation metrics (with
+`evaluations_per_epoch` > 1 also those evenly spaced within an epoch; "epoch-end" below covers
+them), the last `keep` plus the best by the task's metric ("best" and "latest" of the alignment
+run mean these).
 `<workdir>/checkpoints_mid_epoch/<step>/`: the newest mid-epoch checkpoint only, for resumption
 after a pre-emption; it has no metrics, never becomes best and never pushes an epoch-end
 checkpoint out. Saves are synchronous (an error surfaces at the step that caused it) and

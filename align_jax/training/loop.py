@@ -2,8 +2,9 @@
 
 Writes into `workdir`: config.json (everything needed to rebuild the model), run.json (the
 data's identity, allowed config changes), TensorBoard events (train/*, eval/* on the validation
-split, test/* at the end), and orbax checkpoints (epoch ends: the last `keep_checkpoints` plus
-the best by the task's validation metric; every `checkpoint_every_steps` steps: the newest one,
+split, test/* at the end), and orbax checkpoints (evaluated ones, at epoch ends or
+`evaluations_per_epoch` times an epoch: the last `keep_checkpoints` plus the best by the task's
+validation metric; every `checkpoint_every_steps` steps: the newest one,
 for resumption). Running the same command again resumes from the newest checkpoint that
 restores cleanly, and only under the same config (training/resume.py). The workdir is locked
 while the run lasts, and nothing is written before the config and the data are validated.
@@ -68,6 +69,16 @@ def _metrics_text(values: dict[str, float]) -> str:
   return ", ".join(f"{k} {v:.4g}" for k, v in values.items())
 
 
+def evaluation_offsets(steps_per_epoch: int, per_epoch: int) -> frozenset[int]:
+  """Steps within an epoch (modulo steps_per_epoch; 0 = the epoch end) after which the loop
+  validates and keeps a checkpoint: `per_epoch` of them, as evenly spaced as whole steps allow."""
+  if per_epoch > steps_per_epoch:
+    raise InputError(f"evaluations_per_epoch={per_epoch} exceeds the {steps_per_epoch} steps "
+                     "of an epoch; lower it or the batch size.")
+  return frozenset(round(j * steps_per_epoch / per_epoch) % steps_per_epoch
+                   for j in range(1, per_epoch + 1))
+
+
 def train_and_evaluate(config, workdir: str) -> dict:
   """Trains `config.model` on `config.task`; returns the final validation and test metrics."""
   config_checks.training(config)
@@ -87,6 +98,7 @@ def _train(config, workdir: str, task, model, data: dict) -> dict:
     raise InputError(f"batch_size={config.batch_size} exceeds the "
                      f"{len(data['train']['image'])} training images.")
   total_steps = config.num_epochs * steps_per_epoch
+  evaluated_offsets = evaluation_offsets(steps_per_epoch, config.evaluations_per_epoch)
   multihost.agree(lambda: resume.check_and_record(  # process 0; refuses before any write
       config, workdir, data["identity"], checkpoint.has_checkpoints(workdir)))
 
@@ -142,7 +154,8 @@ def _train(config, workdir: str, task, model, data: dict) -> dict:
     update = parallel.local_copy(update)
     train_metrics = update if train_metrics is None else train_metrics.merge(update)
     epoch_end = step % steps_per_epoch == 0
-    if step % config.log_every_steps == 0 or epoch_end:
+    evaluated = step % steps_per_epoch in evaluated_offsets
+    if step % config.log_every_steps == 0 or evaluated:
       summary = {k: float(v) for k, v in train_metrics.compute().items()}
       _check_finite(summary, "Training", step, last_saved)
       now = time.perf_counter()
@@ -153,14 +166,14 @@ def _train(config, workdir: str, task, model, data: dict) -> dict:
       logging.info("step %d/%d: %s, %.0f images/s, ETA %s", step, total_steps,
                    _metrics_text(summary), images_per_sec, _duration(eta))
       tick, tick_step, train_metrics = now, step, None
-    if epoch_end:
+    if evaluated:
       validation = evaluate(eval_step, state, data["validation"], config.eval_batch_size, prep,
                             key)
       _check_finite(validation, "Validation", step, last_saved)
       _write(writer, step, "eval", validation)
       ckpt.save(step, parallel.to_host(state), validation)
       last_saved = step
-      logging.info("epoch %d/%d validation: %s", step // steps_per_epoch, config.num_epochs,
+      logging.info("epoch %.4g/%d validation: %s", step / steps_per_epoch, config.num_epochs,
                    _metrics_text(validation))
     elif config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0:
       ckpt.save(step, parallel.to_host(state), None)

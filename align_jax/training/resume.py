@@ -19,12 +19,20 @@ from align_jax.errors import InputError
 CONFIG_FILE = "config.json"
 RUN_FILE = "run.json"
 ALLOWED_CHANGES = ("log_every_steps", "eval_batch_size", "keep_checkpoints",
-                   "sample_every_steps", "checkpoint_every_steps", "allow_config_change",
-                   "data_dir", "layer_impl")
+                   "evaluations_per_epoch", "sample_every_steps", "checkpoint_every_steps",
+                   "allow_config_change", "data_dir", "layer_impl")
 FIELD_DEFAULTS = {  # fields added after workdirs already existed, with their old behaviour
     "task_kwargs.target_field": "label",
     "dtype": "float32",
     "layer_impl": "auto",
+    "input_pipeline": "host",  # its default 'auto' draws other batches: asked for, not assumed
+    "alternating_flips": False,
+    "optimizer": "adamw",
+    "lr_schedule": "cosine",
+    "momentum": 0.9,
+    "whitening_init": False,
+    "ema_decay": 0.0,
+    "evaluations_per_epoch": 1,
 }
 
 

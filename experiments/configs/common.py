@@ -71,7 +71,9 @@ def training_fields() -> list[tuple[str, object, str]]:
       ("init_from", "", "start from a weights file: an .npz keyed by 'params/...' paths, or an "
        "orbax checkpoint/workdir"),
       ("log_every_steps", 50, "one training log line (and TensorBoard scalars) every N steps"),
-      ("keep_checkpoints", 2, "epoch-end checkpoints kept (plus the best)"),
+      ("keep_checkpoints", 2, "evaluated checkpoints kept (plus the best)"),
+      ("evaluations_per_epoch", 1, "validate and keep an evaluated checkpoint this many times "
+       "per epoch, evenly spaced, the last at the epoch end (finer accuracy matching)"),
       ("checkpoint_every_steps", 200, "also save (for resumption only) every N steps; 0 = off"),
       ("allow_config_change", False, "resume a workdir under changed settings (recorded)"),
       ("sample_every_steps", 0, "tasks with image outputs (VAE): also every N steps"),

@@ -46,10 +46,10 @@ def fields(arg: str | None = None) -> list[tuple[str, object, str]]:
        "fine-tuned on CIFAR-10H from seed 0 ('' = skip)"),
       ("finetune_modes", "full",
        "'full' and/or 'head' (finetune_cifar10h --help), on the same folds"),
-      ("accuracy_matched", "", "ARCH=REFERENCE: also align ARCH's kept epoch-end checkpoint "
+      ("accuracy_matched", "", "ARCH=REFERENCE: also align ARCH's kept evaluated checkpoint "
        "(seed 0) whose validation accuracy is closest to REFERENCE's (label ARCH_matched), so "
        "that architecture is compared at equal accuracy; it needs ARCH's keep_checkpoints >= "
-       "its epochs ('' = skip)"),
+       "its num_epochs x evaluations_per_epoch ('' = skip)"),
       ("philnet", philnet.get_config(), "PhilNet's training config (train_philnet --help)"),
       ("resnet50", resnet50.get_config(), "ResNet-50's training config (train_resnet --help)"),
       ("vae", vae.get_config(), "the VAE's training config (train_vae --help)"),
