@@ -32,7 +32,6 @@ FIELD_DEFAULTS = {  # fields added after workdirs already existed, with their ol
     "momentum": 0.9,
     "whitening_init": False,
     "ema_decay": 0.0,
-    "evaluations_per_epoch": 1,
 }
 
 
