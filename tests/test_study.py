@@ -11,6 +11,7 @@ import pytest
 import scipy.stats
 from scipy.spatial import distance
 
+from align_jax import features
 from align_jax.analysis import alignment
 from align_jax.data import splits
 from align_jax.errors import InputError
@@ -85,6 +86,10 @@ def test_study_writes_every_output(finished_study):
   provenance = results["provenance"]
   assert provenance["software"]["jax"] and provenance["seed"] == 0
   assert results["models"]["philnet-seed0"]["checkpoint_steps"] == [4]  # 240 images / 60
+  saved = features.epoch_metrics(os.path.join(workdir, "train", "philnet-seed0"))[4]
+  assert results["models"]["philnet-seed0"]["validation"] == pytest.approx(saved)
+  assert f"| `philnet-seed0` | philnet | checkpoint | 4 | {saved['accuracy']:.4f} |" in report
+  assert results["models"]["philnet_cifar10h"]["validation"] == {}  # out of fold: no one step
   assert results["seeds"] == []  # one seed: nothing to summarise
 
 
@@ -353,6 +358,22 @@ def test_head_mode_refits_only_the_head_on_the_training_folds(finished_study):
         base["penultimate"][held] @ kernel + bias), atol=1e-5)
     np.testing.assert_allclose(logits[np.sort(folds) == fold],
                                base["penultimate"][held] @ kernel + bias, atol=1e-4)
+
+
+def test_full_finetuning_trains_each_fold_by_the_study_config(finished_study):
+  """The epochs and learning rate of the folds are the study's finetune fields (where :cpu puts
+  the values its sweep chose), not constants of the fine-tuning code."""
+  config, workdir, _ = finished_study
+  marker = finetune.read_marker(os.path.join(workdir, "finetune", "full"))
+  for target in ("cifar10h", "cifar10"):
+    for fold, fold_dir in enumerate(marker["targets"][target]["fold_workdirs"]):
+      with open(os.path.join(fold_dir, "config.json")) as f:
+        saved = json.load(f)
+      assert (saved["num_epochs"], saved["learning_rate"], saved["fold"]) == (
+          config.finetune.num_epochs, config.finetune.learning_rate, fold)
+      train_images = NUM_IMAGES - NUM_IMAGES // config.finetune.num_folds
+      steps = config.finetune.num_epochs * (train_images // config.finetune.batch_size)
+      assert marker["targets"][target]["steps"][fold] == steps
 
 
 def test_the_finetune_entry_point_summarises_every_target_of_both_modes(finished_study):

@@ -55,6 +55,19 @@ def _names(labels: list[str]) -> str:
   return ", ".join(f"`{label}`" for label in labels)
 
 
+def _models_lines(results: dict) -> list[str]:
+  """Which checkpoint of each model was scored, and its validation accuracy where it has one
+  (how an accuracy-matched checkpoint compares with its reference); workdirs in Provenance."""
+  rows = []
+  for label, m in results["models"].items():
+    accuracy = m.get("validation", {}).get("accuracy")
+    steps = sorted(set(m["checkpoint_steps"]))
+    rows.append([f"`{label}`", m["model"], m["source"], ", ".join(map(str, steps)) or "–",
+                 "–" if accuracy is None else _num(accuracy, 4)])
+  return ["", "## Models", ""] + _table(
+      ["model", "kind", "source", "checkpoint step(s)", "validation accuracy"], rows)
+
+
 def _statistics_lines(results: dict) -> list[str]:
   """The header every reader needs before any number: what the uncertainty rests on."""
   st = results["statistics"]
@@ -113,6 +126,7 @@ def _show_permutation_p(results: dict) -> bool:
 def render(results: dict) -> str:
   """The markdown report: data, noise ceiling, alignment, folds, behaviour, comparisons."""
   out = ["# align_jax alignment report", ""] + _data_lines(results) + _statistics_lines(results)
+  out += _models_lines(results)
   out += ["", "## Human noise ceiling", "",
           "The score a perfect model (the true label distributions) would get against this "
           "finite-annotator human RDM, estimated by posterior draws of every image's label "
@@ -201,8 +215,7 @@ def render(results: dict) -> str:
   out += ["", "## Provenance", "",
           "- Software: " + ", ".join(f"{k} {v}" for k, v in software.items()) + "."]
   out += [f"- `{label}`: arrays from the model file `{m['workdir']}`."
-          if m["model"] == "file" else
-          f"- `{label}`: {m['model']} from `{m['workdir']}`, checkpoint step(s) "
-          f"{m['checkpoint_steps']} ({m['source']})." for label, m in results["models"].items()]
+          if m["model"] == "file" else f"- `{label}`: `{m['workdir']}`."
+          for label, m in results["models"].items()]
   out += ["", CITATION, ""]
   return "\n".join(out)

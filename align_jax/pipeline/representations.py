@@ -38,6 +38,7 @@ class Representations:
   probs: np.ndarray | None  # [n_images, classes] softmax outputs of classifiers
   grids: dict[str, np.ndarray]  # VAE image grids
   source: str  # 'checkpoint' or 'out_of_fold:<target>'
+  validation: dict = dataclasses.field(default_factory=dict)  # a checkpoint's saved metrics
 
 
 def split_checkpoint(path: str, default: str) -> tuple[str, str]:
@@ -121,7 +122,8 @@ def from_checkpoint(label: str, workdir: str, which: str, images: np.ndarray,
   if PROBS in layers:
     pooled[PROBS] = probs.astype(np.float32)
   return Representations(label, saved.model, workdir, [step], {l: pooled[l] for l in layers},
-                         {}, [], probs, grids, "checkpoint")
+                         {}, [], probs, grids, "checkpoint",
+                         features.epoch_metrics(workdir).get(step, {}))
 
 
 def _file_layer(path: str, name: str, value: np.ndarray) -> np.ndarray:

@@ -134,7 +134,8 @@ def score_model(rep, humans: Humans, config, methods: list[str], out: str, previ
         outputs.figure_path(out, f"{name}_{rep.label}"), grid,
         f"{rep.label}: {name.replace('_', ' ')}", name)
   entry = {"model": rep.model, "workdir": os.path.abspath(rep.workdir),
-           "checkpoint_steps": rep.checkpoint_steps, "source": rep.source}
+           "checkpoint_steps": rep.checkpoint_steps, "source": rep.source,
+           "validation": rep.validation}
   return ModelScores(entry, rsa_rows, class_rows, cka_rows, found, figures, class_square,
                      fold_targets)
 

@@ -70,6 +70,8 @@ def training(config) -> None:
       (config.keep_checkpoints > 0, f"keep_checkpoints={config.keep_checkpoints} must be > 0"),
       (config.evaluations_per_epoch >= 1,
        f"evaluations_per_epoch={config.evaluations_per_epoch} must be >= 1"),
+      (config.evaluation_epochs >= 0,
+       f"evaluation_epochs={config.evaluation_epochs} must be >= 0 (0 = every epoch)"),
       (config.checkpoint_every_steps >= 0,
        f"checkpoint_every_steps={config.checkpoint_every_steps} must be >= 0 (0 = epoch ends "
        "only)"),
@@ -77,6 +79,13 @@ def training(config) -> None:
        f"sample_every_steps={config.sample_every_steps} must be >= 0 (0 = after each epoch)"),
   ]
   _raise("config", [message for ok, message in checks if not ok] + _data_dir(config))
+
+
+def evaluated_checkpoints(config) -> int:
+  """How many evaluated checkpoints a training config's run saves (training/loop.py)."""
+  dense = config.num_epochs if config.evaluation_epochs == 0 else min(config.evaluation_epochs,
+                                                                      config.num_epochs)
+  return dense * config.evaluations_per_epoch + config.num_epochs - dense
 
 
 def comparison_pairs(text: str) -> list[tuple[str, str, str, str]]:
@@ -173,7 +182,7 @@ def study(config) -> list[str]:
                       f"two different classifiers of {archs} (or '' to skip)")
     else:
       matched = config[pair[0]]
-      evaluated = matched.num_epochs * matched.evaluations_per_epoch
+      evaluated = evaluated_checkpoints(matched)
       if matched.keep_checkpoints < evaluated:
         problems.append(f"accuracy_matched: {pair[0]} keeps {matched.keep_checkpoints} of its "
                         f"{evaluated} evaluated checkpoints, so the match could only choose "

@@ -3,7 +3,7 @@
 Writes into `workdir`: config.json (everything needed to rebuild the model), run.json (the
 data's identity, allowed config changes), TensorBoard events (train/*, eval/* on the validation
 split, test/* at the end), and orbax checkpoints (evaluated ones, at epoch ends or
-`evaluations_per_epoch` times an epoch: the last `keep_checkpoints` plus the best by the task's
+`evaluations_per_epoch` times an epoch, in the first `evaluation_epochs`: the last `keep_checkpoints` plus the best by the task's
 validation metric; every `checkpoint_every_steps` steps: the newest one,
 for resumption). Running the same command again resumes from the newest checkpoint that
 restores cleanly, and only under the same config (training/resume.py). The workdir is locked
@@ -79,6 +79,17 @@ def evaluation_offsets(steps_per_epoch: int, per_epoch: int) -> frozenset[int]:
                    for j in range(1, per_epoch + 1))
 
 
+def evaluation_steps(steps_per_epoch: int, num_epochs: int, per_epoch: int,
+                     dense_epochs: int) -> frozenset[int]:
+  """The steps after which the loop validates and keeps a checkpoint: `per_epoch` evenly spaced
+  ones in each of the first `dense_epochs` epochs (0 = every epoch), the epoch end in the rest."""
+  offsets = evaluation_offsets(steps_per_epoch, per_epoch)
+  dense = num_epochs if dense_epochs == 0 else min(dense_epochs, num_epochs)
+  return frozenset(
+      [e * steps_per_epoch + o + (o == 0) * steps_per_epoch for e in range(dense) for o in offsets]
+      + [e * steps_per_epoch for e in range(dense + 1, num_epochs + 1)])
+
+
 def train_and_evaluate(config, workdir: str) -> dict:
   """Trains `config.model` on `config.task`; returns the final validation and test metrics."""
   config_checks.training(config)
@@ -98,7 +109,8 @@ def _train(config, workdir: str, task, model, data: dict) -> dict:
     raise InputError(f"batch_size={config.batch_size} exceeds the "
                      f"{len(data['train']['image'])} training images.")
   total_steps = config.num_epochs * steps_per_epoch
-  evaluated_offsets = evaluation_offsets(steps_per_epoch, config.evaluations_per_epoch)
+  evaluated_steps = evaluation_steps(steps_per_epoch, config.num_epochs,
+                                     config.evaluations_per_epoch, config.evaluation_epochs)
   multihost.agree(lambda: resume.check_and_record(  # process 0; refuses before any write
       config, workdir, data["identity"], checkpoint.has_checkpoints(workdir)))
 
@@ -154,7 +166,7 @@ def _train(config, workdir: str, task, model, data: dict) -> dict:
     update = parallel.local_copy(update)
     train_metrics = update if train_metrics is None else train_metrics.merge(update)
     epoch_end = step % steps_per_epoch == 0
-    evaluated = step % steps_per_epoch in evaluated_offsets
+    evaluated = step in evaluated_steps
     if step % config.log_every_steps == 0 or evaluated:
       summary = {k: float(v) for k, v in train_metrics.compute().items()}
       _check_finite(summary, "Training", step, last_saved)

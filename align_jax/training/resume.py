@@ -19,7 +19,7 @@ from align_jax.errors import InputError
 CONFIG_FILE = "config.json"
 RUN_FILE = "run.json"
 ALLOWED_CHANGES = ("log_every_steps", "eval_batch_size", "keep_checkpoints",
-                   "evaluations_per_epoch", "sample_every_steps", "checkpoint_every_steps",
+                   "evaluations_per_epoch", "evaluation_epochs", "sample_every_steps", "checkpoint_every_steps",
                    "allow_config_change", "data_dir", "layer_impl")
 FIELD_DEFAULTS = {  # fields added after workdirs already existed, with their old behaviour
     "task_kwargs.target_field": "label",

@@ -74,6 +74,8 @@ def training_fields() -> list[tuple[str, object, str]]:
       ("keep_checkpoints", 2, "evaluated checkpoints kept (plus the best)"),
       ("evaluations_per_epoch", 1, "validate and keep an evaluated checkpoint this many times "
        "per epoch, evenly spaced, the last at the epoch end (finer accuracy matching)"),
+      ("evaluation_epochs", 0, "evaluations_per_epoch applies to the first N epochs (0 = all); "
+       "later epochs validate at their end only"),
       ("checkpoint_every_steps", 200, "also save (for resumption only) every N steps; 0 = off"),
       ("allow_config_change", False, "resume a workdir under changed settings (recorded)"),
       ("sample_every_steps", 0, "tasks with image outputs (VAE): also every N steps"),
