@@ -81,10 +81,14 @@ def training(config) -> None:
   _raise("config", [message for ok, message in checks if not ok] + _data_dir(config))
 
 
+def dense_evaluation_epochs(num_epochs: int, evaluation_epochs: int) -> int:
+  """How many first epochs are validated `evaluations_per_epoch` times (0 = every epoch)."""
+  return num_epochs if evaluation_epochs == 0 else min(evaluation_epochs, num_epochs)
+
+
 def evaluated_checkpoints(config) -> int:
   """How many evaluated checkpoints a training config's run saves (training/loop.py)."""
-  dense = config.num_epochs if config.evaluation_epochs == 0 else min(config.evaluation_epochs,
-                                                                      config.num_epochs)
+  dense = dense_evaluation_epochs(config.num_epochs, config.evaluation_epochs)
   return dense * config.evaluations_per_epoch + config.num_epochs - dense
 
 

@@ -3,8 +3,8 @@
 Writes into `workdir`: config.json (everything needed to rebuild the model), run.json (the
 data's identity, allowed config changes), TensorBoard events (train/*, eval/* on the validation
 split, test/* at the end), and orbax checkpoints (evaluated ones, at epoch ends or
-`evaluations_per_epoch` times an epoch, in the first `evaluation_epochs`: the last `keep_checkpoints` plus the best by the task's
-validation metric; every `checkpoint_every_steps` steps: the newest one,
+`evaluations_per_epoch` times an epoch in the first `evaluation_epochs`: the last
+`keep_checkpoints` plus the best by the task's validation metric; every `checkpoint_every_steps` steps: the newest one,
 for resumption). Running the same command again resumes from the newest checkpoint that
 restores cleanly, and only under the same config (training/resume.py). The workdir is locked
 while the run lasts, and nothing is written before the config and the data are validated.
@@ -84,7 +84,7 @@ def evaluation_steps(steps_per_epoch: int, num_epochs: int, per_epoch: int,
   """The steps after which the loop validates and keeps a checkpoint: `per_epoch` evenly spaced
   ones in each of the first `dense_epochs` epochs (0 = every epoch), the epoch end in the rest."""
   offsets = evaluation_offsets(steps_per_epoch, per_epoch)
-  dense = num_epochs if dense_epochs == 0 else min(dense_epochs, num_epochs)
+  dense = config_checks.dense_evaluation_epochs(num_epochs, dense_epochs)
   return frozenset(
       [e * steps_per_epoch + o + (o == 0) * steps_per_epoch for e in range(dense) for o in offsets]
       + [e * steps_per_epoch for e in range(dense + 1, num_epochs + 1)])
