@@ -30,6 +30,22 @@ TOL = 2e-5
 NHWC = ("NHWC", "HWIO", "NHWC")
 
 
+def _normal(seed, shape):
+  """Standard normal float32 test data from numpy: jax.random would compile a generator for
+  every new shape, which costs more than most of these tests."""
+  return jnp.asarray(np.random.default_rng(seed).standard_normal(shape), jnp.float32)
+
+
+def _uniform(seed, shape):
+  """Uniform [0, 1) float32 test data from numpy (see _normal)."""
+  return jnp.asarray(np.random.default_rng(seed).random(shape), jnp.float32)
+
+
+def _init(model, x, **kwargs):
+  """model.init from key 1, jitted: one compilation instead of one per initialiser."""
+  return jax.jit(functools.partial(model.init, **kwargs))(jax.random.key(1), x)
+
+
 def _close(a, b, tol=TOL):
   """Every entry within tol of the largest entry of its array."""
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
@@ -51,7 +67,7 @@ def _close_in_norm(a, b, tol=1e-3):
 
 def _value_and_grads(fn, x, kernel):
   """fn(x, kernel), and the gradients of a random projection of it w.r.t. (x, kernel)."""
-  projection = jax.random.normal(jax.random.key(9), fn(x, kernel).shape)
+  projection = _normal(9, fn(x, kernel).shape)
   grads = jax.jit(jax.grad(lambda x, k: jnp.sum(fn(x, k) * projection), argnums=(0, 1)))
   return fn(x, kernel), grads(x, kernel)
 
@@ -77,8 +93,8 @@ def _value_and_grads(fn, x, kernel):
 ])
 def test_stride1_conv_gradients_equal_jax_grad_of_the_plain_convolution(batch, size, kernel_hw,
                                                                        padding, channels):
-  x = jax.random.normal(jax.random.key(0), (batch, size, size, channels[0]))
-  kernel = jax.random.normal(jax.random.key(1), (*kernel_hw, *channels))
+  x = _normal(0, (batch, size, size, channels[0]))
+  kernel = _normal(1, (*kernel_hw, *channels))
   plain = lambda x, k: lax.conv_general_dilated(x, k, (1, 1), padding, dimension_numbers=NHWC)
   shifted = lambda x, k: layers.conv_stride1(x, k, padding)
   _close(_value_and_grads(shifted, x, kernel), _value_and_grads(plain, x, kernel))
@@ -86,10 +102,11 @@ def test_stride1_conv_gradients_equal_jax_grad_of_the_plain_convolution(batch, s
 
 def _hooked_conv(x, features, kernel_size, strides, padding):
   """(apply, kernel): apply(impl)(x, kernel) runs an nn.Conv through the rewrite hook of policy
-  `impl`, with the initial kernel (and bias) of the layer."""
+  `impl`, with a random kernel and bias of the layer's shapes."""
   layer = lambda impl: nn.Conv(features, kernel_size, strides, padding=padding,
                                conv_general_dilated=layers.conv_general_dilated_for(impl))
-  params = layer("xla").init(jax.random.key(1), x)["params"]
+  shapes = jax.eval_shape(layer("xla").init, jax.random.key(1), x)["params"]
+  params = {name: _normal(seed, leaf.shape) for seed, (name, leaf) in enumerate(shapes.items())}
   apply = lambda impl: lambda x, k: layer(impl).apply({"params": {**params, "kernel": k}}, x)
   return apply, params["kernel"]
 
@@ -106,7 +123,7 @@ def _hooked_conv(x, features, kernel_size, strides, padding):
 ])
 def test_nn_conv_with_the_rewrite_hook_equals_xla(kernel_size, strides, padding, rewritten,
                                                   monkeypatch):
-  x = jax.random.normal(jax.random.key(0), (4, 16, 15, 5))
+  x = _normal(0, (4, 16, 15, 5))
   apply, kernel = _hooked_conv(x, 7, kernel_size, strides, padding)
   calls = []
   original = layers.conv_stride1
@@ -126,7 +143,7 @@ def test_nn_conv_with_the_rewrite_hook_equals_xla(kernel_size, strides, padding,
 ])
 def test_kernel_taps_that_read_only_padding_are_dropped_exactly(size, kernel_size, stride,
                                                                 padding, kept, monkeypatch):
-  x = jax.random.normal(jax.random.key(0), (3, size, size, 6))
+  x = _normal(0, (3, size, size, 6))
   apply, kernel = _hooked_conv(x, 5, (kernel_size,) * 2, stride, padding)
   _close(_value_and_grads(apply("rewritten"), x, kernel), _value_and_grads(apply("xla"), x, kernel))
   kept_taps = []  # the kernel the rewrites are handed
@@ -149,7 +166,7 @@ def test_kernel_taps_that_read_only_padding_are_dropped_exactly(size, kernel_siz
 ])
 def test_4x4_stride_2_convolutions_as_patch_products_equal_xla(shape, patch_training,
                                                                patch_inference, monkeypatch):
-  x = jax.random.normal(jax.random.key(0), shape)
+  x = _normal(0, shape)
   apply, kernel = _hooked_conv(x, 5, (4, 4), (2, 2), "SAME")
   calls = []
   original = layers._gemm_conv_stride2  # pylint: disable=protected-access
@@ -164,7 +181,7 @@ def test_4x4_stride_2_convolutions_as_patch_products_equal_xla(shape, patch_trai
 @pytest.mark.parametrize("impl", ["rewritten", "xla"])
 @pytest.mark.parametrize("shape", [(3, 4, 5, 6), (2, 1, 1, 5)])  # a 1x1 map: all padding
 def test_conv_transpose_2x_equals_flax_conv_transpose(features, impl, shape):
-  x = jax.random.normal(jax.random.key(0), shape)
+  x = _normal(0, shape)
   reference = nn.ConvTranspose(features, (4, 4), (2, 2), padding="SAME")
   ours = layers.ConvTranspose2x(features, impl=impl)
   variables = reference.init(jax.random.key(1), x)
@@ -217,7 +234,7 @@ def test_policy_picks_per_backend_and_rejects_unknown_names(platform, monkeypatc
   assert (layers.conv_general_dilated_for("auto") is not None) == (platform == "cpu")
   assert layers.conv_general_dilated_for("rewritten") is not None
   assert layers.conv_general_dilated_for("xla") is None
-  x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 4, 4, 8)), jnp.float32)
+  x = _normal(0, (2, 4, 4, 8))
   calls, rewritten_pool = [], layers._first_max_pool  # pylint: disable=protected-access
   monkeypatch.setattr(layers, "_first_max_pool", lambda v: calls.append(1) or rewritten_pool(v))
   jax.grad(lambda v: layers.max_pool_2x2(v, "auto").sum())(x)
@@ -236,9 +253,9 @@ MODELS = [("philnet", {}),
 
 @pytest.mark.parametrize("name,kwargs", MODELS)
 def test_models_have_the_same_parameters_and_gradients_under_every_impl(name, kwargs):
-  x = jax.random.uniform(jax.random.key(0), (4, 32, 32, 3))
+  x = _uniform(0, (4, 32, 32, 3))
   models = {impl: create_model(name, layer_impl=impl, **kwargs) for impl in ("rewritten", "xla")}
-  variables = {impl: m.init(jax.random.key(1), x, train=False) for impl, m in models.items()}
+  variables = {impl: _init(m, x, train=False) for impl, m in models.items()}
   assert jax.tree.map(jnp.shape, variables["rewritten"]) == jax.tree.map(jnp.shape,
                                                                       variables["xla"])
   _close(variables["rewritten"], variables["xla"])
@@ -297,8 +314,8 @@ def test_training_curves_are_equal_under_every_impl(name):
 
 def test_bfloat16_computes_in_bf16_keeps_float32_parameters_and_tracks_float32():
   model = create_model("philnet", dtype=jnp.bfloat16)
-  x = jax.random.uniform(jax.random.key(0), (4, 32, 32, 3))
-  variables = model.init(jax.random.key(1), x, train=False)
+  x = _uniform(0, (4, 32, 32, 3))
+  variables = _init(model, x, train=False)
   assert {p.dtype for p in jax.tree.leaves(variables)} == {jnp.dtype(jnp.float32)}
   logits, features = model.apply(variables, x, train=False)
   assert logits.dtype == jnp.float32 and features["block1"].dtype == jnp.bfloat16
@@ -310,8 +327,8 @@ def test_bfloat16_computes_in_bf16_keeps_float32_parameters_and_tracks_float32()
 
 def test_bfloat16_vae_returns_float32_statistics_and_reconstructions():
   model = create_model("vae", dtype=jnp.bfloat16)
-  x = jax.random.uniform(jax.random.key(0), (2, 32, 32, 3))
-  variables = model.init(jax.random.key(1), x)
+  x = _uniform(0, (2, 32, 32, 3))
+  variables = _init(model, x)
   reconstruction, features = model.apply(variables, x)
   assert reconstruction.dtype == features["latent_mean"].dtype == jnp.float32
   reference, _ = create_model("vae").apply(variables, x)
@@ -319,10 +336,10 @@ def test_bfloat16_vae_returns_float32_statistics_and_reconstructions():
 
 
 def test_max_pool_gradient_equals_xla_exactly_with_ties():
-  x = jax.nn.relu(jax.random.normal(jax.random.key(0), (3, 8, 6, 4)))  # ties at 0
+  x = jax.nn.relu(_normal(0, (3, 8, 6, 4)))  # ties at 0
   x = x.at[0, 0:2, 0:2, 0].set(0.7).at[1, 2:4, 4:6, 1].set(jnp.array([[0.2, 0.9], [0.9, 0.9]]))
   reference = lambda x: nn.max_pool(x, (2, 2), strides=(2, 2))
-  g = jax.random.normal(jax.random.key(1), (3, 4, 3, 4))
+  g = _normal(1, (3, 4, 3, 4))
   grad = lambda f: jax.grad(lambda x: jnp.sum(f(x) * g))(x)
   ours = lambda x: layers.max_pool_2x2(x, "rewritten")
   np.testing.assert_array_equal(ours(x), reference(x))
@@ -332,10 +349,10 @@ def test_max_pool_gradient_equals_xla_exactly_with_ties():
 
 
 def test_strided_convolution_on_a_small_map_is_rewritten_in_inference_too(monkeypatch):
-  x = jax.random.normal(jax.random.key(0), (3, 4, 4, 9))  # 3x3 stride 2 -> 2x2 output
+  x = _normal(0, (3, 4, 4, 9))  # 3x3 stride 2 -> 2x2 output
   layer = lambda impl: nn.Conv(5, (3, 3), (2, 2), padding="SAME", use_bias=False,
                                conv_general_dilated=layers.conv_general_dilated_for(impl))
-  variables = layer("xla").init(jax.random.key(1), x)
+  variables = _init(layer("xla"), x)
   calls = []
   original = layers.conv_stride1
   monkeypatch.setattr(layers, "conv_stride1", lambda *a: calls.append(1) or original(*a))
