@@ -244,7 +244,7 @@ def test_policy_picks_per_backend_and_rejects_unknown_names(platform, monkeypatc
 
 
 SLOW = pytest.mark.slow  # ResNets (their 1x1 and strided layers are also tested one by one)
-MODELS = [("philnet", {}),
+MODELS = [pytest.param("philnet", {}, marks=SLOW),  # its training curves are compared below
           pytest.param("resnet18", {"zero_init_last_bn": False, "stage_sizes": (1, 1)}, marks=SLOW),
           pytest.param("resnet50", {"stem": "imagenet", "zero_init_last_bn": False,
                                     "stage_sizes": (1, 1)}, marks=SLOW),
@@ -409,6 +409,7 @@ def test_conv_layers_benchmark_times_every_form_and_restores_the_default(capsys,
   assert "1x1" in rows[0]
 
 
+@pytest.mark.slow  # a benchmark script's test (~25 s)
 def test_pipeline_overhead_benchmark_feeds_the_step_both_ways(capsys, monkeypatch, fake_data_dir):
   monkeypatch.syspath_prepend(str(pathlib.Path(__file__).parents[1] / "benchmarks"))
   import pipeline_overhead  # pylint: disable=g-import-not-at-top

@@ -84,6 +84,7 @@ def reference(tmp_path_factory, fake_archive):
   return root, f"{root}/one"
 
 
+@pytest.mark.slow  # two training subprocesses and the reference run (~1.5 min)
 def test_two_processes_train_exactly_like_one_process_with_two_devices(reference, tmp_path):
   data_dir, one = reference
   two = str(tmp_path / "two")
@@ -96,10 +97,10 @@ def test_two_processes_train_exactly_like_one_process_with_two_devices(reference
   assert json.load(open(f"{two}/config.json"))["model"] == "philnet"
 
 
-def test_a_refusal_on_process_0_stops_every_process(reference, tmp_path):
+def test_a_refusal_on_process_0_stops_every_process(fake_data_dir, tmp_path):
   """Process 0 cannot take the workdir's lock: both processes stop with a message, neither
   waits for the other in a collective."""
-  data_dir, _ = reference
+  data_dir = fake_data_dir
   busy = str(tmp_path / "busy")
   with workdir_lib.lock(busy):
     results = _two_processes("experiments.train_philnet",

@@ -95,8 +95,9 @@ def _ceiling_errors(regime, metric, n, datasets):
 
 # (regime, metric, whether Spearman-Brown is more than 0.02 too high there: its bias grows with
 # the smoothing of the true distributions; on the Dirichlet set it is about +0.02).
-FAST_CASES = [("smooth0.25", "correlation", True), ("smooth1", "euclidean", True),
-              ("dirichlet", "correlation", False)]
+FAST_CASES = [("smooth0.25", "correlation", True),
+              pytest.param("smooth1", "euclidean", True, marks=pytest.mark.slow),
+              pytest.param("dirichlet", "correlation", False, marks=pytest.mark.slow)]
 
 
 @pytest.mark.parametrize("regime,metric,spearman_brown_fails", FAST_CASES)
