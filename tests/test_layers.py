@@ -67,9 +67,10 @@ def _close_in_norm(a, b, tol=1e-3):
 
 def _value_and_grads(fn, x, kernel):
   """fn(x, kernel), and the gradients of a random projection of it w.r.t. (x, kernel)."""
-  projection = _normal(9, fn(x, kernel).shape)
+  value = fn(x, kernel)
+  projection = _normal(9, value.shape)
   grads = jax.jit(jax.grad(lambda x, k: jnp.sum(fn(x, k) * projection), argnums=(0, 1)))
-  return fn(x, kernel), grads(x, kernel)
+  return value, grads(x, kernel)
 
 
 @pytest.mark.parametrize("batch,size,kernel_hw,padding,channels", [
@@ -243,7 +244,7 @@ def test_policy_picks_per_backend_and_rejects_unknown_names(platform, monkeypatc
     layers.conv_general_dilated_for("fast")
 
 
-SLOW = pytest.mark.slow  # ResNets (their 1x1 and strided layers are also tested one by one)
+SLOW = pytest.mark.slow  # whole models whose layers or curves the default run also checks
 MODELS = [pytest.param("philnet", {}, marks=SLOW),  # its training curves are compared below
           pytest.param("resnet18", {"zero_init_last_bn": False, "stage_sizes": (1, 1)}, marks=SLOW),
           pytest.param("resnet50", {"stem": "imagenet", "zero_init_last_bn": False,
